@@ -1,0 +1,72 @@
+"""The unit of work: one question the Flow-Director builds a workflow for.
+
+Every dataset loader produces `Task`s, and everything downstream (canvas, operators, rewards)
+reads only this type, so adding a dataset never touches the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+TaskKind = Literal["math", "qa", "code"]
+TASK_KINDS: tuple[str, ...] = ("math", "qa", "code")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One question with everything needed to answer and score it.
+
+    Attributes:
+        id: Unique within its source, e.g. ``"gsm8k/test/17"`` or ``"HumanEval/0"``.
+        source: The dataset it came from (``gsm8k``, ``math``, ``hotpotqa``, ``squad_v2``,
+            ``mbpp``, ``humaneval``, or a user's own name).
+        kind: Which answer scorer applies: ``math``, ``qa`` or ``code``.
+        question: What the policy and the operators read. For HumanEval, the function
+            signature and docstring; for MBPP, the statement plus one example assert.
+        answer: The canonical gold: a final answer for math, the first gold span for qa
+            (``""`` for an unanswerable SQuAD v2 question), the reference solution for code
+            (``""`` when the dataset has none).
+        alternatives: Further accepted golds (qa: every gold span; scorers take the max).
+        context: Supporting text the question refers to (qa paragraphs), else ``""``.
+        tests: Hidden tests that score a code answer, each a self-contained Python snippet
+            run after the candidate program (and ``setup_code``). Never shown to the policy.
+        public_tests: Tests a Test operator may run during the episode (asserts).
+        setup_code: Code run before the candidate's tests (MBPP ``test_setup_code``).
+        entry_point: Name of the function a code answer must define.
+        meta: Anything else from the record, kept for analysis (never used for scoring).
+    """
+
+    id: str
+    source: str
+    kind: TaskKind
+    question: str
+    answer: str
+    alternatives: tuple[str, ...] = ()
+    context: str = ""
+    tests: tuple[str, ...] = ()
+    public_tests: tuple[str, ...] = ()
+    setup_code: str = ""
+    entry_point: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task {self.id!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
+    @property
+    def golds(self) -> tuple[str, ...]:
+        """Every accepted gold answer, the canonical one first, without duplicates."""
+        return tuple(dict.fromkeys((self.answer, *self.alternatives)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """Inverse of `to_dict`."""
+        data = dict(data)
+        for name in ("alternatives", "tests", "public_tests"):
+            data[name] = tuple(data.get(name, ()))
+        return cls(**data)
