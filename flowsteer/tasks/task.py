@@ -52,7 +52,9 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
-            raise ValueError(f"Task {self.id!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+            raise ValueError(
+                f"Task {self.id!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}"
+            )
 
     @property
     def golds(self) -> tuple[str, ...]:
