@@ -1,0 +1,565 @@
+"""Run untrusted, model-written Python in an isolated child process.
+
+The Programmer and Test operators and the code rewards execute Python that a model wrote; it is
+hostile until proven otherwise. `run_python` runs it in a fresh interpreter and returns a
+`SandboxResult`; `run_python_async` does the same from asyncio (many runs in flight).
+
+What a run gets, in every mode:
+
+* its own interpreter (`python -I -S -B`: no user site, no PYTHON* variables, no `site` import;
+  the parent's site-packages directories are put on `sys.path` so numpy/sympy still import),
+  started without a shell, in a new session and process group;
+* a wall-clock timeout after which the whole process group is SIGKILLed (status "timeout");
+* rlimits: CPU seconds (timeout + 1), address space (`memory_mb`; exhaustion shows as
+  MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
+  (256), no core dumps;
+* an output cap: stdout and stderr are read as they come and the run is killed once together
+  they pass `max_output_bytes` (status "killed", output truncated, a note on stderr);
+* a fresh temporary working directory (also HOME and TMPDIR), removed afterwards;
+* an environment built from scratch (PATH, LANG, HOME, TMPDIR, single-threaded BLAS): nothing
+  from `os.environ` reaches the child, so no API keys.
+
+What the detected mode adds (see `sandbox_capabilities`):
+
+* ``"namespace+uid"`` (running as root, `setpriv` and unprivileged user namespaces work): the
+  child drops to a random unprivileged uid/gid with no supplementary groups and no-new-privs
+  (`setpriv`), then enters new user, network, PID and mount namespaces
+  (`unshare -Unp --fork --kill-child --mount-proc`). Files of other users that are not
+  world-readable/writable are out of reach (so the trainer's files and the test's sentinels),
+  the network is a down loopback only, `/proc` shows only the sandbox's processes, every
+  process it starts dies with it (PID namespace), and RLIMIT_NPROC counts only its own uid.
+* ``"uid"`` (root, no user namespaces): the uid drop as above, but the network is reachable
+  and `/proc` shows the host; leftover processes are found by uid and killed after the run.
+* ``"namespace"`` (not root, user namespaces work): network and PID isolation as above, but
+  the code runs as the calling user and can read and write whatever that user can;
+  RLIMIT_NPROC counts all of that user's processes, so the limit is raised by their current
+  number.
+* ``"process"`` (neither): only the guarantees of every mode. The code can read and write the
+  user's files and use the network; processes that leave the process group can survive.
+
+Not enforced in any mode: reading world-readable files (the repository, /etc); writing into
+world-writable directories such as /tmp or /dev/shm (files there outlive the run); CPU time
+beyond one core per process until the wall timeout; a program that deliberately scrapes the
+nonce from its own interpreter's memory to forge its final value (printing or `os._exit(0)`
+cannot forge it).
+
+The value: if the program's last statement is an expression (REPL semantics; the Programmer
+appends `solve()`), its value is sent back on a private pipe as JSON (a value JSON cannot encode
+comes back as its `repr` string; tuples come back as lists); otherwise `value` is None. Status
+"ok" means the program ran to its end without an exception. `sys.exit(0)` or `os._exit(0)`
+before the end is "error": a code reward must not pass a program that exits before its tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+SandboxStatus = Literal["ok", "error", "timeout", "memory", "killed"]
+SandboxMode = Literal["namespace+uid", "uid", "namespace", "process"]
+
+_RUNNER_SOURCE = (Path(__file__).with_name("sandbox_runner.py")).read_text()
+_FILE_BYTES = 64 << 20
+_OPEN_FILES = 256
+_READ_CHUNK = 1 << 16
+_UID_RANGE = (1 << 20, 1 << 30)
+_TMP_PREFIX = "flowsteer-sandbox-"
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What one sandboxed run produced.
+
+    Attributes:
+        status: "ok" (ran to its end), "error" (exception, nonzero or early exit; traceback in
+            stderr), "timeout" (wall or CPU limit), "memory" (MemoryError / address-space
+            limit), "killed" (a signal, or the output cap).
+        stdout: What the program printed (UTF-8, undecodable bytes replaced; truncated at the
+            output cap).
+        stderr: Its standard error, plus a line starting with "[sandbox]" when the sandbox
+            explains the status (timeout, output cap, early exit).
+        value: The value of the final expression statement as JSON (dict/list/str/number/
+            bool), or its repr string when JSON cannot encode it; None when the program does
+            not end with an expression or did not finish.
+        seconds: Wall-clock time of the run, spawn to cleanup.
+    """
+
+    status: SandboxStatus
+    stdout: str
+    stderr: str
+    value: Any
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SandboxCapabilities:
+    """What this platform lets the sandbox enforce, detected once per process.
+
+    Attributes:
+        mode: Which isolation is active; the module docstring says what each enforces.
+        interpreter: The Python executable the child runs (one the sandbox uid can read).
+        drop_uid: Whether the child runs as a fresh unprivileged uid.
+        namespaces: Whether the child gets its own user, network, PID and mount namespaces.
+        notes: Why a stronger mode was not available, for logs.
+    """
+
+    mode: SandboxMode
+    interpreter: str
+    drop_uid: bool
+    namespaces: bool
+    notes: tuple[str, ...] = ()
+
+
+_PROBE = (
+    "import sys, json, math, decimal, socket\n"
+    "print(json.dumps([sys.base_prefix, list(sys.version_info[:2])]))"
+)
+
+
+def _probe(prefix: list[str], interpreter: str) -> list | None:
+    try:
+        done = subprocess.run(
+            [*prefix, interpreter, "-I", "-S", "-B", "-c", _PROBE],
+            capture_output=True,
+            timeout=20,
+            env=_child_env(tempfile.gettempdir()),
+            cwd="/",
+        )
+        return json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def _candidates() -> list[str]:
+    minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    found = [sys.executable, os.path.realpath(sys.executable)]
+    found += [f"{d}/{minor}" for d in ("/usr/bin", "/usr/local/bin", "/bin")]
+    which = shutil.which(minor)
+    if which:
+        found.append(which)
+    unique = []
+    for path in found:
+        if path and path not in unique and os.access(path, os.X_OK):
+            unique.append(path)
+    return unique
+
+
+def _uid_prefix(uid: int) -> list[str]:
+    return [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    ]
+
+
+_NS_PREFIX = ["unshare", "-Unp", "--fork", "--kill-child", "--mount-proc", "--"]
+
+
+@functools.cache
+def sandbox_capabilities() -> SandboxCapabilities:
+    """Detect, once, the strongest isolation this platform allows (see the module docstring).
+
+    Returns:
+        The capabilities every later run uses.
+    """
+    notes: list[str] = []
+    want = list(sys.version_info[:2])
+    candidates = _candidates()
+    have_unshare = shutil.which("unshare") is not None
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0]
+        for with_ns in (True, False) if have_unshare else (False,):
+            prefix = _uid_prefix(uid) + (_NS_PREFIX if with_ns else [])
+            for interpreter in candidates:
+                as_root = _probe([], interpreter)
+                if as_root is None or as_root[1] != want:
+                    continue
+                # The sandbox uid must see the same installation root does: a symlink into a
+                # 0700 home silently falls back to another stdlib.
+                if _probe(prefix, interpreter) == as_root:
+                    mode: SandboxMode = "namespace+uid" if with_ns else "uid"
+                    return SandboxCapabilities(mode, interpreter, True, with_ns, tuple(notes))
+            notes.append(
+                f"{'namespaces' if with_ns else 'uid drop'}: no Python {want} readable by an "
+                f"unprivileged uid among {candidates}"
+            )
+    elif os.geteuid() == 0:
+        notes.append("setpriv not found: cannot drop to an unprivileged uid")
+    else:
+        notes.append("not root: cannot drop to an unprivileged uid")
+    if have_unshare and _probe(_NS_PREFIX, sys.executable) is not None:
+        return SandboxCapabilities("namespace", sys.executable, False, True, tuple(notes))
+    notes.append("user namespaces unavailable (unshare missing or not permitted)")
+    return SandboxCapabilities("process", sys.executable, False, False, tuple(notes))
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+@functools.cache
+def _site_paths() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    unique = dict.fromkeys(p for p in (paths["purelib"], paths["platlib"]) if os.path.isdir(p))
+    return tuple(unique)
+
+
+def _own_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                pass
+    return count
+
+
+def _processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _kill_uid(uid: int) -> None:
+    """Kill every process of a sandbox uid (modes without a PID namespace)."""
+    for _ in range(100):
+        pids = _processes_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.001)
+
+
+def _validate(code: Any, timeout: float, memory_mb: int, stdin: Any, max_output_bytes: int,
+              max_processes: int) -> None:  # fmt: skip
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    if stdin is not None and not isinstance(stdin, str):
+        raise TypeError(f"stdin must be a str or None, got {type(stdin).__name__}")
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if not (isinstance(memory_mb, int) and memory_mb >= 64):
+        raise ValueError(f"memory_mb must be an int >= 64 (Python needs that), got {memory_mb!r}")
+    if not (isinstance(max_output_bytes, int) and max_output_bytes > 0):
+        raise ValueError(f"max_output_bytes must be a positive int, got {max_output_bytes!r}")
+    if not (isinstance(max_processes, int) and max_processes >= 1):
+        raise ValueError(f"max_processes must be an int >= 1, got {max_processes!r}")
+
+
+def run_python(
+    code: str,
+    *,
+    timeout: float = 10.0,
+    memory_mb: int = 512,
+    stdin: str | None = None,
+    max_output_bytes: int = 1 << 20,
+    max_processes: int = 32,
+) -> SandboxResult:
+    """Run untrusted Python in an isolated child process and report what happened.
+
+    Never raises for anything the program does; only bad arguments raise.
+
+    Args:
+        code: The program text. If its last statement is an expression, its value is returned.
+        timeout: Wall-clock seconds before the whole run is killed (status "timeout").
+        memory_mb: Address-space limit of each process, in MiB (status "memory" when hit).
+        stdin: Text for the program's standard input; None gives it an empty one.
+        max_output_bytes: Cap on stdout plus stderr; past it the run is killed ("killed").
+        max_processes: Processes (and threads) the program may have at once.
+
+    Returns:
+        The status, output, final value and wall time of the run.
+    """
+    _validate(code, timeout, memory_mb, stdin, max_output_bytes, max_processes)
+    caps = sandbox_capabilities()
+    start = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
+    uid = None
+    try:
+        prefix: list[str] = []
+        processes = max_processes + 3  # setpriv/unshare, the namespace init, the runner
+        if caps.drop_uid:
+            uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0]
+            os.chown(workdir, uid, uid)
+            prefix += _uid_prefix(uid)
+        elif caps.mode in ("namespace", "process"):
+            processes += _own_process_count()
+        if caps.namespaces:
+            prefix += _NS_PREFIX
+        nonce = secrets.token_hex(16)
+        header = {
+            "nonce": nonce,
+            "init": caps.namespaces,
+            "path": list(_site_paths()),
+            "cpu_seconds": math.ceil(timeout) + 1,
+            "memory_bytes": memory_mb << 20,
+            "processes": processes,
+            "file_bytes": _FILE_BYTES,
+            "open_files": _OPEN_FILES,
+        }
+        return _execute(
+            prefix, caps, header, code, stdin, timeout, max_output_bytes, workdir, uid, start
+        )
+    finally:
+        if uid is not None and not caps.namespaces:
+            _kill_uid(uid)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _execute(
+    prefix: list[str],
+    caps: SandboxCapabilities,
+    header: dict[str, Any],
+    code: str,
+    stdin: str | None,
+    timeout: float,
+    max_output_bytes: int,
+    workdir: str,
+    uid: int | None,
+    start: float,
+) -> SandboxResult:
+    with tempfile.TemporaryFile() as source, tempfile.TemporaryFile() as stdin_file:
+        source.write((json.dumps(header) + "\n").encode() + code.encode("utf-8", "replace"))
+        source.seek(0)
+        stdin_file.write((stdin or "").encode())
+        stdin_file.seek(0)
+        ctl_r, ctl_w = os.pipe()
+        code_fd = source.fileno()
+        argv = [*prefix, caps.interpreter, "-I", "-S", "-B", "-c", _RUNNER_SOURCE]
+        argv += [str(code_fd), str(ctl_w)]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=workdir,
+                env=_child_env(workdir),
+                pass_fds=(code_fd, ctl_w),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(ctl_r)
+            os.close(ctl_w)
+            return SandboxResult(
+                "error", "", f"[sandbox] could not start: {exc}", None, time.monotonic() - start
+            )
+        os.close(ctl_w)
+    return _collect(proc, ctl_r, header["nonce"], timeout, max_output_bytes, start)
+
+
+def _collect(
+    proc: subprocess.Popen, ctl_r: int, nonce: str, timeout: float, cap: int, start: float
+) -> SandboxResult:
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err, ctl = bytearray(), bytearray(), bytearray()
+    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, ctl_r: ctl}
+    deadline = start + timeout
+    reason: str | None = None
+    with selectors.DefaultSelector() as selector:
+        for fd in buffers:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reason = "timeout"
+                break
+            if _exited(proc.pid):
+                # The main process is gone; give lingering writers a moment, then stop.
+                remaining = min(remaining, 0.05)
+            events = selector.select(remaining)
+            if not events and _exited(proc.pid):
+                break
+            for key, _ in events:
+                fd = key.fd
+                try:
+                    chunk = os.read(fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    selector.unregister(fd)
+                    continue
+                buffers[fd] += chunk
+                if len(ctl) > (2 << 20):
+                    selector.unregister(ctl_r)
+                    ctl.clear()
+            if len(out) + len(err) > cap:
+                reason = "output"
+                break
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    returncode = proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        stream.close()
+    os.close(ctl_r)
+    seconds = time.monotonic() - start
+    return _judge(returncode, bytes(out), bytes(err), bytes(ctl), nonce, reason, cap, timeout,
+                  seconds)  # fmt: skip
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child exited, without reaping it (its pid keeps the process group alive)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _message(ctl: bytes, nonce: str) -> dict[str, Any] | None:
+    for line in ctl.decode("utf-8", "replace").splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("nonce") == nonce:
+            return message
+    return None
+
+
+def _judge(
+    returncode: int,
+    out: bytes,
+    err: bytes,
+    ctl: bytes,
+    nonce: str,
+    reason: str | None,
+    cap: int,
+    timeout: float,
+    seconds: float,
+) -> SandboxResult:
+    stdout = out[:cap].decode("utf-8", "replace")
+    stderr = err[: max(cap - len(out), 0)].decode("utf-8", "replace")
+    notes: list[str] = []
+    value = None
+    message = _message(ctl, nonce)
+    # PID-namespace init reports a signal as 128 + signal number.
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    status: SandboxStatus
+    if reason == "timeout":
+        status = "timeout"
+        notes.append(f"timed out after {timeout:g} s; killed")
+    elif reason == "output":
+        status = "killed"
+        notes.append(f"output passed {cap} bytes; killed")
+    elif message is not None:
+        kind = message.get("kind")
+        if kind == "ok" and returncode == 0:
+            status, value = "ok", message.get("value")
+        elif kind == "memory":
+            status = "memory"
+        elif kind == "exit":
+            status = "error"
+            notes.append(f"program exited with sys.exit({message.get('code')}) before its end")
+        else:
+            status = "error"
+    elif signum == signal.SIGXCPU:
+        status = "timeout"
+        notes.append("CPU time limit reached; killed")
+    elif b"MemoryError" in err[-4096:]:
+        status = "memory"
+    elif signum:
+        status = "killed"
+        name = signal.Signals(signum).name if signum in signal.valid_signals() else signum
+        notes.append(f"killed by signal {name}")
+    else:
+        status = "error"
+        notes.append(f"program exited with code {returncode} before its end")
+    if notes:
+        if stderr and not stderr.endswith("\n"):
+            stderr += "\n"
+        stderr += "".join(f"[sandbox] {note}\n" for note in notes)
+    return SandboxResult(status, stdout, stderr, value, seconds)
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sandbox")
+        return _executor
+
+
+async def run_python_async(
+    code: str,
+    *,
+    timeout: float = 10.0,
+    memory_mb: int = 512,
+    stdin: str | None = None,
+    max_output_bytes: int = 1 << 20,
+    max_processes: int = 32,
+) -> SandboxResult:
+    """`run_python` for asyncio callers; up to 64 runs proceed at once on a private pool.
+
+    Cancelling the awaiting task does not stop a run early; it still ends by its timeout.
+
+    Args:
+        code: See `run_python`.
+        timeout: See `run_python`.
+        memory_mb: See `run_python`.
+        stdin: See `run_python`.
+        max_output_bytes: See `run_python`.
+        max_processes: See `run_python`.
+
+    Returns:
+        The same result `run_python` gives.
+    """
+    _validate(code, timeout, memory_mb, stdin, max_output_bytes, max_processes)
+    call = functools.partial(
+        run_python,
+        code,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        stdin=stdin,
+        max_output_bytes=max_output_bytes,
+        max_processes=max_processes,
+    )
+    return await asyncio.get_running_loop().run_in_executor(_pool(), call)
