@@ -42,20 +42,24 @@ class Fault:
         delay_s: Extra delay before acting (``latency``, ``hang``; added for the others).
         status: HTTP status for ``status`` faults.
         retry_after_s: Value of the ``Retry-After`` header, seconds.
+        message: Error message in the body of a ``status`` fault (default: the reason phrase).
     """
 
     kind: FaultKind
     delay_s: float = 0.0
     status: int = 500
     retry_after_s: float | None = None
+    message: str | None = None
 
     @classmethod
     def latency(cls, delay_s: float) -> Fault:
         return cls("latency", delay_s=delay_s)
 
     @classmethod
-    def http(cls, status: int = 500, retry_after_s: float | None = None) -> Fault:
-        return cls("status", status=status, retry_after_s=retry_after_s)
+    def http(
+        cls, status: int = 500, retry_after_s: float | None = None, message: str | None = None
+    ) -> Fault:
+        return cls("status", status=status, retry_after_s=retry_after_s, message=message)
 
     @classmethod
     def drop(cls) -> Fault:
@@ -292,7 +296,8 @@ class LoopbackServer:
         fault = self._fault_for(index, request)
         text: str | Fault
         try:
-            text = self._reply_for(index, request) if fault is None else ""
+            answers = fault is None or fault.kind in ("latency", "empty")
+            text = self._reply_for(index, request) if answers else ""
         except Exception as exc:  # a broken script is the test's bug: say so over HTTP
             await self._send(writer, 500, _error_body(f"reply script raised {exc!r}"))
             return True
@@ -308,8 +313,8 @@ class LoopbackServer:
             extra = {}
             if fault.retry_after_s is not None:
                 extra["Retry-After"] = f"{fault.retry_after_s:g}"
-            phrase = _phrase(fault.status)
-            await self._send(writer, fault.status, _error_body(phrase, fault.status), extra)
+            message = fault.message if fault.message is not None else _phrase(fault.status)
+            await self._send(writer, fault.status, _error_body(message, fault.status), extra)
             return True
         if fault is not None and fault.kind == "malformed":
             await self._send_raw(writer, 200, b'{"id": "chatcmpl-broken", "choices": [{"mess')
