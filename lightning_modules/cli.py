@@ -1,0 +1,142 @@
+"""The ``flowsteer`` command.
+
+Training subcommands (``fit``, ``validate``) go to LightningCLI, which builds everything from
+YAML; the tool subcommands below are plain argparse over core functions so they start fast and
+never import Lightning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from flowsteer.models.tiny import build_tiny_model
+
+    out = build_tiny_model(
+        args.out_dir,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        num_kv_heads=args.num_kv_heads,
+        intermediate_size=args.intermediate_size,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"tiny policy saved to {out}")
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from flowsteer.tasks import read_tasks
+
+    result = read_tasks(
+        args.source, args.path, args.split, args.limit, "skip" if args.skip_invalid else "raise"
+    )
+    kinds = collections.Counter(t.kind for t in result.tasks)
+    print(f"{len(result.tasks)} tasks ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))})")
+    if result.skipped:
+        print(f"{len(result.skipped)} bad records skipped; first: {result.skipped[0]}")
+    for task in result.tasks[: args.show]:
+        print(json.dumps(task.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flowsteer.models.tiny import build_tiny_model
+    from flowsteer.tasks import TaskMixture, load_tasks
+
+    out = Path(args.out_dir)
+    policy_dir = build_tiny_model(out / "policy")
+    print(f"policy: tiny Qwen3 at {policy_dir}")
+    pools = {
+        "gsm8k": load_tasks("gsm8k", args.data / "gsm8k_sample.jsonl"),
+        "humaneval": load_tasks("humaneval", args.data / "humaneval_sample.jsonl"),
+    }
+    print("tasks: " + ", ".join(f"{name} {len(pool)}" for name, pool in pools.items()))
+    batch = TaskMixture(pools, counts={"gsm8k": 2, "humaneval": 1}, seed=args.seed).next_batch()
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    for task in batch:
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": task.question}], tokenize=False, add_generation_prompt=True
+        )
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        reply = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=True, top_k=50)
+        text = tokenizer.decode(reply[0, ids.shape[1] :], skip_special_tokens=True)
+        print(f"{task.id:>16}  prompt {ids.shape[1]:4d} tokens  reply {len(text):4d} chars")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowsteer",
+        description="Train and use a Flow-Director: a small LLM policy that builds agentic workflows.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    tiny = sub.add_parser("tiny-model", help="build a tiny offline Qwen3 policy + tokenizer")
+    tiny.add_argument("out_dir", help="directory to save the model and tokenizer to")
+    tiny.add_argument("--hidden-size", type=int, default=64)
+    tiny.add_argument("--num-layers", type=int, default=2)
+    tiny.add_argument("--num-heads", type=int, default=4)
+    tiny.add_argument("--num-kv-heads", type=int, default=2)
+    tiny.add_argument("--intermediate-size", type=int, default=128)
+    tiny.add_argument("--vocab-size", type=int, default=1024)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument(
+        "--overwrite", action="store_true", help="rebuild if the directory holds a model"
+    )
+    tiny.set_defaults(run=_tiny_model)
+
+    tasks = sub.add_parser("tasks", help="load a dataset in its native schema and summarise it")
+    tasks.add_argument("source", help="gsm8k, math, hotpotqa, squad_v2, mbpp or humaneval")
+    tasks.add_argument(
+        "path", help="a .json/.jsonl/.jsonl.gz/.parquet file, a directory, or a hub name"
+    )
+    tasks.add_argument("--split", default=None)
+    tasks.add_argument("--limit", type=int, default=None)
+    tasks.add_argument(
+        "--skip-invalid", action="store_true", help="skip bad records and report them"
+    )
+    tasks.add_argument("--show", type=int, default=1, help="print this many tasks as JSON")
+    tasks.set_defaults(run=_tasks)
+
+    quick = sub.add_parser("quickstart", help="the CPU quickstart: tiny policy on sample tasks")
+    quick.add_argument("--out-dir", default="runs/quickstart", help="where the tiny policy is kept")
+    quick.add_argument(
+        "--data", type=Path, default=EXAMPLES, help="folder with the sample datasets"
+    )
+    quick.add_argument("--max-new-tokens", type=int, default=32)
+    quick.add_argument("--seed", type=int, default=0)
+    quick.set_defaults(run=_quickstart)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``flowsteer`` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"flowsteer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The `flowsteer` console script, run as a real subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parents[1] / "tasks" / "data"
+
+
+def _flowsteer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    exe = shutil.which("flowsteer") or str(Path(sys.executable).parent / "flowsteer")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_help_lists_the_commands():
+    out = _flowsteer("--help")
+    assert out.returncode == 0, out.stderr
+    assert "tiny-model" in out.stdout and "tasks" in out.stdout
+
+
+def test_tiny_model_command_writes_a_loadable_model(tmp_path):
+    out = _flowsteer(
+        "tiny-model",
+        str(tmp_path / "policy"),
+        "--hidden-size",
+        "32",
+        "--num-heads",
+        "2",
+        "--num-kv-heads",
+        "1",
+    )
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "policy" / "config.json").read_text())
+    assert (config["model_type"], config["hidden_size"]) == ("qwen3", 32)
+
+
+def test_tasks_command_summarises_and_reports_errors_without_traceback(tmp_path):
+    out = _flowsteer("tasks", "humaneval", str(DATA / "humaneval.jsonl"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1 tasks (code: 1)")
+    assert json.loads(out.stdout.splitlines()[1])["entry_point"] == "add"
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no hashes"}\n')
+    out = _flowsteer("tasks", "gsm8k", str(bad))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"{bad}: record 0: field 'answer'" in out.stderr
+
+    out = _flowsteer("tasks", "gsm8k", str(bad), "--skip-invalid")
+    assert out.returncode == 0
+    assert "0 tasks" in out.stdout and "1 bad records skipped" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["tasks", "nosuch", "x.jsonl"], ["tiny-model", "/tmp/x", "--hidden-size", "30"]]
+)
+def test_bad_arguments_give_a_one_line_error(args):
+    out = _flowsteer(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "error:" in out.stderr
