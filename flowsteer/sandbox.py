@@ -53,6 +53,7 @@ before the end is "error": a code reward must not pass a program that exits befo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -238,10 +239,8 @@ def _own_process_count() -> int:
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            try:
+            with contextlib.suppress(OSError):
                 count += entry.stat().st_uid == uid
-            except OSError:
-                pass
     return count
 
 
@@ -264,10 +263,8 @@ def _kill_uid(uid: int) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         time.sleep(0.001)
 
 
@@ -428,10 +425,8 @@ def _collect(
             if len(out) + len(err) > cap:
                 reason = "output"
                 break
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
     returncode = proc.wait()
     for stream in (proc.stdout, proc.stderr):
         stream.close()

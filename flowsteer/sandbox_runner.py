@@ -65,7 +65,7 @@ def _set_limits(cfg):
 
 def _flush():
     for stream in (sys.stdout, sys.stderr):
-        try:
+        try:  # noqa: SIM105 (contextlib would be one more import per run)
             stream.flush()
         except Exception:
             pass

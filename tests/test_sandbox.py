@@ -1,0 +1,307 @@
+"""The sandbox against ordinary and hostile programs, with real child processes.
+
+Each hostile test checks the status, that the run ended within its timeout plus one second, and
+that the test process and the machine are unharmed (the next run still works)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from flowsteer.sandbox import (
+    SandboxResult,
+    run_python,
+    run_python_async,
+    sandbox_capabilities,
+)
+
+CAPS = sandbox_capabilities()
+ISOLATED_FILES = CAPS.drop_uid
+ISOLATED_PROCESSES = CAPS.drop_uid or CAPS.namespaces
+needs_uid = pytest.mark.skipif(
+    not ISOLATED_FILES, reason=f"mode {CAPS.mode!r} runs as the caller's uid: {CAPS.notes}"
+)
+needs_process_isolation = pytest.mark.skipif(
+    not ISOLATED_PROCESSES,
+    reason=f"mode {CAPS.mode!r} can signal the caller's processes: {CAPS.notes}",
+)
+
+
+def timed(code: str, timeout: float = 2.0, **kwargs) -> SandboxResult:
+    start = time.monotonic()
+    result = run_python(code, timeout=timeout, **kwargs)
+    elapsed = time.monotonic() - start
+    assert elapsed <= timeout + 1.0, f"took {elapsed:.2f} s for a {timeout} s timeout"
+    return result
+
+
+def assert_machine_fine() -> None:
+    result = run_python("6 * 7", timeout=5)
+    assert (result.status, result.value) == ("ok", 42)
+
+
+def descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            ppid = next(line for line in status.splitlines() if line.startswith("PPid:"))
+            parents[int(entry)] = int(ppid.split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, p in parents.items() if p == parent]
+        found += children
+        frontier += children
+    return found
+
+
+# --- ordinary programs --------------------------------------------------------------------
+
+
+def test_final_expression_value_and_stdout():
+    result = timed("print('hello')\ndef solve():\n    return {'a': [1, 2.5, None]}\nsolve()")
+    assert result.status == "ok"
+    assert result.stdout == "hello\n"
+    assert result.value == {"a": [1, 2.5, None]}
+    assert result.seconds > 0
+
+
+def test_no_final_expression_gives_none_and_odd_values_fall_back_to_repr():
+    assert timed("x = 1").value is None
+    assert timed("(1, 2)").value == [1, 2]
+    assert timed("{1, 2}").value == "{1, 2}"
+    assert timed("if True:\n    3").value is None
+
+
+def test_stdin_and_error_traceback():
+    assert timed("input()[::-1]", stdin="abc\n").value == "cba"
+    result = timed("def f():\n    raise ValueError('bad input')\nf()")
+    assert result.status == "error"
+    assert "ValueError: bad input" in result.stderr
+    assert 'File "<program>", line 2, in f' in result.stderr
+    assert "sandbox_runner" not in result.stderr
+    syntax = timed("def (:")
+    assert syntax.status == "error" and "SyntaxError" in syntax.stderr
+
+
+def test_printed_or_written_fake_results_cannot_pass_for_a_finished_run():
+    fake = '{"nonce": "x", "kind": "ok", "value": 1}\n'
+    code = (
+        "import os\n"
+        f"print({fake!r})\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        f"        os.write(fd, {fake!r}.encode())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
+    result = timed(code)
+    assert result.status == "error"
+    assert result.value is None
+    assert "before its end" in result.stderr
+
+
+def test_site_packages_are_importable():
+    result = timed("import numpy\nint(numpy.arange(4).sum())", timeout=10)
+    assert (result.status, result.value) == ("ok", 6), result.stderr
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(TypeError, match="code must be a str"):
+        run_python(b"1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        run_python("1", timeout=0)
+    with pytest.raises(ValueError, match="memory_mb"):
+        run_python("1", memory_mb=1)
+    with pytest.raises(TypeError, match="stdin"):
+        run_python("1", stdin=3)  # type: ignore[arg-type]
+
+
+# --- hostile programs ---------------------------------------------------------------------
+
+
+def test_infinite_loop_times_out():
+    result = timed("while True:\n    pass", timeout=1.0)
+    assert result.status == "timeout"
+    assert "timed out" in result.stderr
+    assert_machine_fine()
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process():
+    code = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+    result = timed(code, timeout=2.0, max_processes=16)
+    assert result.status in ("timeout", "killed")
+    time.sleep(0.2)
+    assert descendants(os.getpid()) == []
+    assert_machine_fine()
+
+
+def test_memory_bomb_reports_memory():
+    code = "chunks = []\nwhile True:\n    chunks.append(bytearray(10**7))"
+    result = timed(code, timeout=5.0, memory_mb=256)
+    assert result.status == "memory", result.stderr
+    assert timed("bytearray(10**11)", memory_mb=256).status == "memory"
+    assert_machine_fine()
+
+
+def test_gigabyte_of_output_is_capped():
+    code = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)"
+    result = timed(code, timeout=5.0, max_output_bytes=1 << 20)
+    assert result.status == "killed"
+    assert len(result.stdout) <= 1 << 20
+    assert "output passed" in result.stderr
+    assert_machine_fine()
+
+
+@needs_uid
+def test_files_outside_its_directory_are_out_of_reach():
+    outside = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
+    try:
+        outside.chmod(0o755)  # others may look, as in most real directories
+        sentinel = outside / "sentinel.txt"
+        sentinel.write_text("precious")
+        sentinel.chmod(0o644)
+        code = (
+            "import os\n"
+            f"path = {str(sentinel)!r}\n"
+            "seen = open(path).read()\n"
+            "errors = []\n"
+            "for attempt in (lambda: open(path, 'w').write('gone'), lambda: os.remove(path),\n"
+            "                lambda: open(os.path.join(os.path.dirname(path), 'new'), 'w')):\n"
+            "    try:\n"
+            "        attempt()\n"
+            "    except OSError as exc:\n"
+            "        errors.append(type(exc).__name__)\n"
+            "open('mine.txt', 'w').write('ok')\n"
+            "[seen, errors, open('mine.txt').read()]"
+        )
+        result = timed(code)
+        assert result.status == "ok", result.stderr
+        assert result.value == ["precious", ["PermissionError"] * 3, "ok"]
+        assert sentinel.read_text() == "precious"
+        assert sorted(os.listdir(outside)) == ["sentinel.txt"]
+    finally:
+        shutil.rmtree(outside)
+
+
+def test_environment_secrets_are_invisible(monkeypatch: pytest.MonkeyPatch):
+    secret = "sk-fake-secret-0123456789"
+    monkeypatch.setenv("FLOWSTEER_FAKE_API_KEY", secret)
+    code = "import os\n[dict(os.environ), open('/proc/self/environ').read()]"
+    result = timed(code)
+    assert result.status == "ok"
+    assert secret not in str(result.value)
+    assert "FLOWSTEER_FAKE_API_KEY" not in result.value[0]
+    if ISOLATED_PROCESSES:  # the caller's own /proc entry is out of reach too
+        probe = f"open('/proc/{os.getpid()}/environ').read()"
+        leaked = timed(probe)
+        assert secret not in leaked.stdout + leaked.stderr + str(leaked.value)
+
+
+def test_socket_to_local_server_fails():
+    if not CAPS.namespaces:
+        pytest.skip(f"mode {CAPS.mode!r} has no network namespace: {CAPS.notes}")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')\n"
+            "    outcome = 'connected'\n"
+            "except OSError as exc:\n"
+            "    outcome = type(exc).__name__\n"
+            "outcome"
+        )
+        result = timed(code)
+        assert result.status == "ok", result.stderr
+        assert result.value.endswith("Error"), result.value
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):  # the kernel queued no connection either
+            server.accept()
+
+
+@needs_process_isolation
+def test_killing_its_parent_and_the_caller_leaves_the_test_alive():
+    code = (
+        "import os, signal\n"
+        f"for pid in (os.getppid(), {os.getpid()}):\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "'survived'"
+    )
+    result = timed(code)
+    assert result.status in ("ok", "killed")
+    assert_machine_fine()
+
+
+def test_sys_exit_is_an_error():
+    result = timed("import sys\nprint('partial')\nsys.exit(3)")
+    assert result.status == "error"
+    assert result.stdout == "partial\n"
+    assert "sys.exit(3)" in result.stderr
+    assert timed("import sys\nsys.exit(0)\n1").status == "error"
+
+
+def test_deep_recursion():
+    result = timed("def f(n):\n    return f(n + 1)\nf(0)")
+    assert result.status == "error"
+    assert "RecursionError" in result.stderr
+    # Lifting Python's guard and recursing through C overflows the C stack: a signal.
+    code = "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return list(map(f, [n]))\nf(0)"
+    crashed = timed(code)
+    assert crashed.status == "killed"
+    assert "SIGSEGV" in crashed.stderr
+    # Pure-Python frames live on the heap in 3.11+: they run into the timeout, never a hang.
+    code = "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)"
+    assert timed(code, timeout=1.0).status in ("timeout", "memory", "error")
+    assert_machine_fine()
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+def test_32_concurrent_runs_leak_no_process_or_directory(monkeypatch: pytest.MonkeyPatch):
+    base = tempfile.mkdtemp(prefix="sandbox-concurrency-")
+    os.chmod(base, 0o755)  # the sandbox uid must reach its working directory
+    monkeypatch.setattr(tempfile, "tempdir", base)
+    programs = (
+        [
+            f"import time\ntime.sleep(0.2)\nopen('f', 'w').write('x')\nprint({i})\n{i} * 2"
+            for i in range(28)
+        ]
+        + ["while True:\n    pass"] * 2
+        + ["import os\nos.fork()\nos.fork()\nwhile True: pass"] * 2
+    )
+
+    async def main() -> list[SandboxResult]:
+        return await asyncio.gather(*(run_python_async(p, timeout=3.0) for p in programs))
+
+    try:
+        start = time.monotonic()
+        results = asyncio.run(main())
+        assert time.monotonic() - start < 3.0 + 4.0
+        assert [r.value for r in results[:28]] == [i * 2 for i in range(28)]
+        assert [r.stdout for r in results[:28]] == [f"{i}\n" for i in range(28)]
+        assert [r.status for r in results[28:]] == ["timeout"] * 4
+        assert descendants(os.getpid()) == []
+        assert os.listdir(base) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
