@@ -116,7 +116,7 @@ class GraphIssue:
 class WorkflowGraph:
     """An ordered workflow of operator and structure nodes (see the module docstring)."""
 
-    __slots__ = ("_dsl", "_next_id", "_nodes", "_nx", "_parent", "_sequence")
+    __slots__ = ("_dsl", "_listing", "_next_id", "_nodes", "_nx", "_parent", "_sequence")
 
     def __init__(self) -> None:
         self._nodes: dict[str, Node] = {}
@@ -124,6 +124,7 @@ class WorkflowGraph:
         self._parent: dict[str, str] = {}
         self._next_id = 1
         self._dsl: str | None = None
+        self._listing: str | None = None
         self._nx: nx.DiGraph | None = None
 
     # ------------------------------------------------------------------ copying
@@ -135,6 +136,7 @@ class WorkflowGraph:
         new._parent = self._parent.copy()
         new._next_id = self._next_id
         new._dsl = self._dsl
+        new._listing = self._listing
         new._nx = None
         return new
 
@@ -156,6 +158,7 @@ class WorkflowGraph:
 
     def _touch(self) -> None:
         self._dsl = None
+        self._listing = None
         self._nx = None
 
     # ------------------------------------------------------------------- reading
@@ -508,7 +511,13 @@ class WorkflowGraph:
         return f"{cond} ? {fail} : {names[2] if len(names) > 2 else DONE}"
 
     def describe_nodes(self) -> str:
-        """The nodes with ids, numbered by step: ``1. n1 Plan | 2. n2 parallel [n3 ...]``."""
+        """The nodes with ids, numbered by step: ``1. n1 Plan | 2. n2 parallel [n3 ...]``.
+        Cached until the next edit."""
+        if self._listing is None:
+            self._listing = self._describe_nodes()
+        return self._listing
+
+    def _describe_nodes(self) -> str:
         parts = []
         nodes = self._nodes
         for i, nid in enumerate(self._sequence, 1):
