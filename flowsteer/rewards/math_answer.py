@@ -1,0 +1,352 @@
+"""Math answer scorer: is the prediction's final answer equivalent to the gold?
+
+Two steps, each deliberately simple so a reward bug is easy to find:
+
+1. **Extraction.** The gold comes from ``task.answer``: the text after a GSM8K ``#### ``, else the
+   last MATH-style ``\\boxed{...}`` (nested braces are matched), else the whole string. The
+   prediction's final answer is, in order of preference, its last ``\\boxed{...}``, its last
+   final-answer line (``#### n``, ``The answer is ...``, ``Final answer: ...``,
+   ``Answer: ...``), else its last number.
+2. **Comparison.** Both answers are normalised (``$``/``\\$`` currency, ``\\(..\\)``, bold,
+   trailing full stop, thousands separators ``1,000``, an assignment ``x = 5`` -> ``5``, a trailing
+   unit word ``18 dollars`` -> ``18``). Two plain numbers are compared exactly as fractions
+   (``0.5`` = ``1/2``, ``18.00`` = ``18``); a decimal prediction with at least
+   ``min_rounded_decimals`` places also matches a gold that it equals after rounding to that
+   many places (``0.33`` for ``1/3``), because "round to two decimals" is a common instruction.
+   Everything else goes to math-verify (``\\frac{1}{2}``, ``\\sqrt{2}`` vs ``2^{1/2}``, sets,
+   intervals, expressions).
+
+Percent rule: a percent sign on *either* side means the task is about a percentage, so that
+side is read both as the number and as the number / 100: ``10%`` matches ``10`` and ``0.1``;
+``0.1`` matches a gold ``10%``. Without a percent sign, ``0.1`` never matches ``10``.
+
+Bounding the work. math-verify's own timeouts use ``signal.alarm``, which raises off the main
+thread (rewards run in worker threads and under asyncio), so they are switched off
+(``parse(..., parsing_timeout=None)``, ``verify(..., timeout_seconds=None)``) and the work is
+bounded instead by the input: answers longer than ``max_answer_chars`` are rejected (a final
+answer is short), the prediction is searched only in its last ``max_prediction_chars``
+characters, and a parsed expression with a power whose exponent exceeds ``max_exponent`` in
+absolute value (``10^{10^{10}}`` makes sympy hang) or a factorial of more than
+``max_exponent`` is not compared (scores 0). math-verify parses lazily (unevaluated powers), so
+the check runs before any evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from fractions import Fraction
+
+from flowsteer.tasks.task import Task
+
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
+_LAST_NUMBER_RE = re.compile(rf"(?:{_NUMBER})(?:\s*/\s*\d+)?%?")
+_LATEX_WORD_RE = re.compile(r"\\text\{[^{}]*\}|\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
+_FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(\d+)")
+_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_ASSIGNMENT_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9_]*(?:_\{?\w+\}?)?\s*=\s*([^=]+)$")
+_UNIT_TAIL_RE = re.compile(rf"^({_NUMBER}(?:\s*/\s*\d+)?)\s*(?:[A-Za-z][A-Za-z.\- ]*)$")
+_PERCENT_RE = re.compile(r"\s*(?:\\%|%|\s+percent)\s*$", re.IGNORECASE)
+_FINAL_LINE_RES = (
+    re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE),
+    re.compile(r"(?:final answer|the answer)\s*(?:is|:)[ \t]*:?[ \t]*(.+?)[ \t]*$", re.I | re.M),
+    re.compile(r"^[ \t]*[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*(.+?)[ \t]*$", re.I | re.M),
+)
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces matched.
+
+    Args:
+        text: Any text, e.g. a MATH solution.
+
+    Returns:
+        The content between the braces, or None if there is no complete boxed expression.
+
+    Example:
+        >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and not \\boxed{3}.")
+        '3'
+        >>> last_boxed(r"\\boxed{\\frac{a}{b}}")
+        '\\\\frac{a}{b}'
+    """
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
+    for start in reversed(starts):
+        if start < len(text) and text[start] == "{":
+            depth = 0
+            for i in range(start, len(text)):
+                if text[i] == "{":
+                    depth += 1
+                elif text[i] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[start + 1 : i].strip()
+        else:  # "\boxed 5": the form without braces takes one token
+            token = re.match(r"[^\s$]+", text[start:])
+            if token:
+                return token.group(0)
+    return None
+
+
+def gold_answer(answer: str) -> str:
+    """The final answer inside a gold field: after GSM8K ``####``, else the last boxed, else all.
+
+    Args:
+        answer: ``task.answer`` or a full GSM8K/MATH solution.
+
+    Returns:
+        The gold final answer, stripped.
+
+    Example:
+        >>> gold_answer("Half of 48 is 24.\\n#### 24")
+        '24'
+        >>> gold_answer(r"so the answer is $\\boxed{\\frac{1}{2}}$.")
+        '\\\\frac{1}{2}'
+    """
+    if "####" in answer:
+        return answer.rsplit("####", 1)[1].strip()
+    boxed = last_boxed(answer)
+    return boxed if boxed is not None else answer.strip()
+
+
+def _is_bare_answer(text: str, max_chars: int) -> bool:
+    """A short single line with no English words: the prediction *is* the answer (``x = 5``,
+    ``\\frac{1}{2}``), as a Format operator writes it."""
+    if "\n" in text or len(text) > max_chars:
+        return False
+    return not _WORD_RE.search(_LATEX_WORD_RE.sub(" ", text))
+
+
+def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
+    """The prediction's final answer: last boxed, else last final-answer line, else the whole
+    text when it is a bare answer (one short line without words), else the last number.
+
+    Args:
+        text: The model's output.
+        max_answer_chars: Longest text taken whole as a bare answer.
+
+    Returns:
+        The raw answer text, or None when the text holds no answer at all.
+
+    Example:
+        >>> extract_final_answer("3 + 4 = 7, so the answer is 7 apples.")
+        '7 apples.'
+        >>> extract_final_answer("I computed 12 then 15")
+        '15'
+        >>> extract_final_answer(r"$x = \\frac{1}{2}$")
+        '$x = \\\\frac{1}{2}$'
+    """
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    best: tuple[int, str] | None = None
+    for pattern in _FINAL_LINE_RES:
+        for match in pattern.finditer(text):
+            if best is None or match.start() > best[0]:
+                best = (match.start(), match.group(1))
+    if best is not None and best[1].strip():
+        return best[1].strip()
+    if text.strip() and _is_bare_answer(text.strip(), max_answer_chars):
+        return text.strip()
+    numbers = _LAST_NUMBER_RE.findall(text)
+    return numbers[-1] if numbers else None
+
+
+def normalize_math_answer(answer: str) -> tuple[str, bool]:
+    """Strip the presentation around a final answer; report whether it carried a percent sign.
+
+    Args:
+        answer: A raw extracted answer.
+
+    Returns:
+        ``(text, is_percent)``: the cleaned answer and whether a percent sign was removed.
+
+    Example:
+        >>> normalize_math_answer("$1,000.")
+        ('1000', False)
+        >>> normalize_math_answer(r"x = \\frac{1}{2}")
+        ('\\\\frac{1}{2}', False)
+        >>> normalize_math_answer("10\\\\%")
+        ('10', True)
+    """
+    s = answer.strip()
+    for _ in range(3):  # wrappers can nest: "**$18$**."
+        before = s
+        s = s.strip().rstrip(".").strip()
+        s = re.sub(r"^\*\*(.*)\*\*$", r"\1", s, flags=re.S)
+        s = re.sub(r"^\\\((.*)\\\)$|^\\\[(.*)\\\]$", lambda m: m.group(1) or m.group(2) or "", s)
+        if len(s) >= 2 and s.startswith("$") and s.endswith("$") and not s.startswith("$$$"):
+            s = s.strip("$")
+        s = re.sub(r"^\\text\{(.*)\}$", r"\1", s)
+        if s == before:
+            break
+    s = s.replace("\\$", "").replace("{,}", ",").replace("\\!", "").replace("\\,", "")
+    s = re.sub(r"\$(?=\s*-?\d)", "", s)  # currency "$18", "-$5"
+    s = re.sub(r"\\(?:dfrac|tfrac)", r"\\frac", s).strip()
+    assignment = _ASSIGNMENT_RE.match(s)
+    if assignment:
+        s = assignment.group(1).strip()
+    is_percent = bool(_PERCENT_RE.search(s))
+    if is_percent:
+        s = _PERCENT_RE.sub("", s).strip()
+    unit = _UNIT_TAIL_RE.match(s)
+    if unit:
+        s = unit.group(1).strip()
+    if _THOUSANDS_RE.fullmatch(s):
+        s = s.replace(",", "")
+    return s, is_percent
+
+
+def _as_fraction(s: str) -> Fraction | None:
+    if _PLAIN_NUMBER_RE.fullmatch(s):
+        return Fraction(s)
+    match = _FRACTION_RE.fullmatch(s)
+    if match and int(match.group(2)) != 0:
+        return Fraction(int(match.group(1)), int(match.group(2)))
+    return None
+
+
+def _decimals(s: str) -> int:
+    return len(s.split(".", 1)[1]) if "." in s else 0
+
+
+class MathAnswerScorer:
+    """Score a math prediction 1.0 if its final answer is equivalent to the gold, else 0.0.
+
+    Safe to call from any thread (math-verify's signal-based timeouts are off; see the module
+    docstring for how the work is bounded instead).
+
+    Args:
+        min_rounded_decimals: A decimal prediction with at least this many places matches a
+            gold equal to it after rounding (``0.33`` for ``1/3``); larger values are stricter.
+        max_answer_chars: Extracted answers longer than this score 0 without being parsed.
+        max_prediction_chars: Only the last this many characters of a prediction are searched.
+        max_exponent: Powers with a larger exponent and factorials of larger numbers are not
+            compared (score 0): sympy could run for hours on them.
+
+    Example:
+        >>> from flowsteer.tasks import Task
+        >>> task = Task("t/0", "gsm8k", "math", "Half of 1?", "0.5")
+        >>> score = MathAnswerScorer()
+        >>> score(task, r"So the answer is $\\boxed{\\frac{1}{2}}$.")
+        1.0
+        >>> score(task, "The answer is 1/3.")
+        0.0
+    """
+
+    def __init__(
+        self,
+        min_rounded_decimals: int = 2,
+        max_answer_chars: int = 256,
+        max_prediction_chars: int = 20_000,
+        max_exponent: int = 10_000,
+    ) -> None:
+        if min_rounded_decimals < 1:
+            raise ValueError(f"min_rounded_decimals must be >= 1, got {min_rounded_decimals}")
+        if max_answer_chars < 1 or max_prediction_chars < 1 or max_exponent < 1:
+            raise ValueError("max_answer_chars, max_prediction_chars and max_exponent must be >= 1")
+        self.min_rounded_decimals = min_rounded_decimals
+        self.max_answer_chars = max_answer_chars
+        self.max_prediction_chars = max_prediction_chars
+        self.max_exponent = max_exponent
+
+    def __call__(self, task: Task, prediction: str | None) -> float:
+        """1.0 if ``prediction``'s final answer is equivalent to ``task``'s gold, else 0.0."""
+        if prediction is None:
+            return 0.0
+        if not isinstance(prediction, str):
+            raise TypeError(f"prediction must be a str or None, got {type(prediction).__name__}")
+        extracted = extract_final_answer(
+            prediction[-self.max_prediction_chars :], self.max_answer_chars
+        )
+        if extracted is None:
+            return 0.0
+        return 1.0 if self.equivalent(gold_answer(task.answer), extracted) else 0.0
+
+    def equivalent(self, gold: str, predicted: str) -> bool:
+        """Whether two final answers (already extracted) are equivalent.
+
+        Args:
+            gold: The gold final answer.
+            predicted: The predicted final answer.
+
+        Returns:
+            True if they denote the same value under the rules of the module docstring.
+
+        Example:
+            >>> MathAnswerScorer().equivalent("1000", "$1,000")
+            True
+        """
+        if len(gold) > self.max_answer_chars or len(predicted) > self.max_answer_chars:
+            return False
+        gold_text, gold_pct = normalize_math_answer(gold)
+        pred_text, pred_pct = normalize_math_answer(predicted)
+        if not gold_text or not pred_text:
+            return False
+        gold_num, pred_num = _as_fraction(gold_text), _as_fraction(pred_text)
+        if gold_num is not None and pred_num is not None:
+            golds = [gold_num, gold_num / 100] if gold_pct else [gold_num]
+            preds = [pred_num, pred_num / 100] if pred_pct else [pred_num]
+            places = _decimals(pred_text)
+            for g in golds:
+                for p in preds:
+                    if g == p:
+                        return True
+                    if places >= self.min_rounded_decimals and not pred_pct:
+                        unit = Fraction(1, 10**places)
+                        if abs(g - p) * 2 < unit:  # p is g rounded to `places` decimals
+                            return True
+            return False
+        gold_forms = [gold_text, f"\\frac{{{gold_text}}}{{100}}"] if gold_pct else [gold_text]
+        pred_forms = [pred_text, f"\\frac{{{pred_text}}}{{100}}"] if pred_pct else [pred_text]
+        return any(self._verify(g, p) for g in gold_forms for p in pred_forms)
+
+    def _parse(self, latex: str) -> list:
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+        config = [LatexExtractionConfig(), ExprExtractionConfig()]
+        return parse(f"${latex}$", extraction_config=config, parsing_timeout=None)
+
+    def _verify(self, gold: str, predicted: str) -> bool:
+        from math_verify import verify
+
+        parsed_gold, parsed_pred = self._parse(gold), self._parse(predicted)
+        if not parsed_gold or not parsed_pred:
+            return False
+        if self._too_costly(parsed_gold) or self._too_costly(parsed_pred):
+            return False
+        try:
+            return bool(verify(parsed_gold, parsed_pred, timeout_seconds=None))
+        except Exception:  # math-verify raises on exotic inputs; no match, not a crash
+            return False
+
+    def _too_costly(self, parsed: list) -> bool:
+        import sympy
+
+        bound = self.max_exponent
+        for item in parsed:
+            if not isinstance(item, sympy.Basic):
+                continue
+            try:
+                for node in sympy.preorder_traversal(item):
+                    if isinstance(node, sympy.Pow) and node.exp.is_number:
+                        if not abs(float(sympy.N(node.exp, 5))) <= bound:
+                            return True
+                    elif isinstance(node, sympy.factorial) and node.args[0].is_number:
+                        if not abs(float(sympy.N(node.args[0], 5))) <= bound:
+                            return True
+            except (OverflowError, TypeError, ValueError):
+                return True
+        return False
+
+
+class _TimeoutDisabledFilter(logging.Filter):
+    """Drop math-verify's "timeout is disabled" warning: disabling it is our design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Timeout is disabled")
+
+
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).addFilter(_TimeoutDisabledFilter())
