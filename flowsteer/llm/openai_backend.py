@@ -10,6 +10,12 @@ The API key is read from the environment variable *named* by `api_key_env` when 
 built; it is never stored on the backend, so it cannot leak through config, repr, logs,
 error values or pickles.
 
+Requests go through the client's documented raw route (``client.post(..., cast_to=Response)``)
+and the JSON is parsed here: the typed ``chat.completions.create`` path re-validates the
+request TypedDicts and builds pydantic models that are thrown away, which doubles the client's
+CPU per call, and at hundreds of concurrent 50 ms calls that CPU, not the server, sets the wall
+time. For the same reason the aiohttp transport (``openai[aiohttp]``) is used when installed.
+
 HTTP clients are bound to the event loop that created them, and a backend may serve several
 ``asyncio.run()`` calls in sequence, so one client (and one concurrency semaphore) is kept per
 running loop, created lazily on first use inside that loop.
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib.util
+import json
 import os
 import random
 import threading
@@ -26,7 +34,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from flowsteer.llm.backend import (
     BackendStats,
@@ -47,6 +55,20 @@ class _LoopState:
 
     client: Any  # openai.AsyncOpenAI; typed loosely so the module imports without openai
     semaphore: asyncio.Semaphore
+    closer: Any = None  # the async generator that closes `client` when the loop shuts down
+
+
+async def _close_at_loop_shutdown(client: Any) -> Any:
+    """Close `client` when its loop runs ``shutdown_asyncgens`` (``asyncio.run`` does).
+
+    Advanced once, this generator is registered with the loop's async-generator hooks, so the
+    loop itself closes the client while it can still run the close coroutine; otherwise every
+    ``asyncio.run`` that forgot `aclose` would leak sockets (and aiohttp warns about it).
+    """
+    try:
+        yield
+    finally:
+        await client.close()
 
 
 class OpenAIBackend:
@@ -73,6 +95,9 @@ class OpenAIBackend:
         max_tokens: Default completion budget when a call does not set one.
         top_p: Default nucleus mass when a call does not set one.
         seed: Seed for the backoff jitter (``None``: nondeterministic).
+        http_transport: ``"aiohttp"`` (the ``openai[aiohttp]`` extra; about half the CPU per
+            request under high concurrency), ``"httpx"`` (the client's default), or ``"auto"``
+            (aiohttp when installed, else httpx).
     """
 
     def __init__(
@@ -90,6 +115,7 @@ class OpenAIBackend:
         max_tokens: int = 1024,
         top_p: float = 1.0,
         seed: int | None = None,
+        http_transport: Literal["auto", "httpx", "aiohttp"] = "auto",
     ) -> None:
         if not model:
             raise ValueError("model must be a non-empty string")
@@ -127,6 +153,19 @@ class OpenAIBackend:
             {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p}
         )
         self.seed = seed
+        if http_transport not in ("auto", "httpx", "aiohttp"):
+            raise ValueError(
+                f"http_transport must be 'auto', 'httpx' or 'aiohttp', got {http_transport!r}"
+            )
+        has_aiohttp = importlib.util.find_spec("aiohttp") is not None
+        if http_transport == "aiohttp" and not has_aiohttp:
+            raise ValueError(
+                "http_transport='aiohttp' needs aiohttp: pip install 'openai[aiohttp]'"
+            )
+        self.http_transport = http_transport
+        self._use_aiohttp = http_transport == "aiohttp" or (
+            http_transport == "auto" and has_aiohttp
+        )
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -153,7 +192,8 @@ class OpenAIBackend:
         return (
             f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r}, "
             f"api_key_env={self.api_key_env!r}, timeout_s={self.timeout_s}, "
-            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
+            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency}, "
+            f"http_transport={self.http_transport!r})"
         )
 
     @property
@@ -173,7 +213,7 @@ class OpenAIBackend:
             raise LookupError(f"environment variable {self.api_key_env!r} is not set or empty")
         return key
 
-    def _state(self) -> _LoopState:
+    async def _state(self) -> _LoopState:
         """The client and semaphore of the running loop, created on first use in it."""
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -182,15 +222,22 @@ class OpenAIBackend:
             return state
         import openai
 
+        api_key = self._api_key()
+        extra: dict[str, Any] = {}
+        if self._use_aiohttp:
+            extra["http_client"] = openai.DefaultAioHttpClient(timeout=self.timeout_s)
         state = _LoopState(
             client=openai.AsyncOpenAI(
-                api_key=self._api_key(),
+                api_key=api_key,
                 base_url=self.base_url,
                 timeout=self.timeout_s,
                 max_retries=0,  # our loop below retries; two layers would multiply attempts
+                **extra,
             ),
             semaphore=asyncio.Semaphore(self.max_concurrency),
         )
+        state.closer = _close_at_loop_shutdown(state.client)
+        await state.closer.__anext__()
         with self._lock:
             self._states[loop] = state
         return state
@@ -206,7 +253,7 @@ class OpenAIBackend:
             state = self._states.pop(loop, None)
             self._states = weakref.WeakKeyDictionary()
         if state is not None:
-            await state.client.close()
+            await state.closer.aclose()
 
     # -- the call ---------------------------------------------------------------------------
 
@@ -229,7 +276,7 @@ class OpenAIBackend:
             self._count(failures=1)
             return Completion.failure(f"invalid request: {exc}", attempts=0)
         try:
-            state = self._state()
+            state = await self._state()
         except Exception as exc:
             self._count(failures=1)
             return Completion.failure(
@@ -291,28 +338,38 @@ class OpenAIBackend:
         """
         import openai
 
+        try:
+            from httpx2 import Response  # openai >= 3
+        except ImportError:  # pragma: no cover - openai 1.x/2.x ship httpx
+            from httpx import Response
+
         async with state.semaphore:
             self._count(requests=1)
             try:
                 # The client's timeout covers each phase; this bounds the whole request too,
                 # so a server dripping bytes cannot hold a call past timeout_s.
                 response = await asyncio.wait_for(
-                    state.client.chat.completions.create(**request), self.timeout_s
+                    state.client.post("/chat/completions", cast_to=Response, body=request),
+                    self.timeout_s,
                 )
-            except (openai.APITimeoutError, asyncio.TimeoutError):
+                body = response.content
+            except asyncio.TimeoutError:
                 return f"timeout: no complete response within {self.timeout_s:g} s", None
-            except openai.APIConnectionError as exc:
-                return f"connection error: {self._scrub(_cause(exc))}", None
+            except openai.APIConnectionError as exc:  # APITimeoutError included
+                root = _root_cause(exc)
+                if isinstance(root, TimeoutError) or "Timeout" in type(root).__name__:
+                    return f"timeout: no complete response within {self.timeout_s:g} s", None
+                return f"connection error: {type(root).__name__}: {self._scrub(str(root))}", None
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 reason = f"HTTP {status}: {self._scrub(_status_message(exc))}"
                 if status in RETRYABLE_STATUS or status >= 500:
                     return reason, _retry_after_s(exc.response.headers)
                 return Completion.failure(reason), None
-            except Exception as exc:  # a body the client could not parse (malformed JSON, ...)
-                reason = f"malformed response: {type(exc).__name__}: {self._scrub(str(exc))}"
+            except Exception as exc:  # anything else the client raised: report, do not retry
+                reason = f"unexpected client error: {type(exc).__name__}: {self._scrub(str(exc))}"
                 return Completion.failure(reason[:500]), None
-        return _parse(response), None
+        return _parse(body), None
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -330,22 +387,28 @@ class OpenAIBackend:
         return text
 
 
-def _parse(response: Any) -> Completion:
-    """Turn a chat-completion object into a `Completion`, or an error value if unusable."""
+def _parse(body: bytes) -> Completion:
+    """Turn a chat-completion body into a `Completion`, or an error value if unusable."""
     try:
-        usage = response.usage
+        data = json.loads(body)
+    except ValueError as exc:
+        return Completion.failure(f"malformed response: body is not JSON ({exc}): {body[:80]!r}")
+    try:
+        usage = data.get("usage") or {}
         tokens = Usage(
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
         )
-        choices = response.choices
+        choices = data["choices"]
         if not choices:
             return Completion.failure("malformed response: no choices", usage=tokens)
         choice = choices[0]
-        text = choice.message.content
-        finish = choice.finish_reason
-    except (AttributeError, TypeError, ValueError) as exc:
-        return Completion.failure(f"malformed response: {type(exc).__name__}: {exc}"[:500])
+        text = choice["message"].get("content")
+        finish = choice.get("finish_reason")
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        return Completion.failure(
+            f"malformed response: missing or bad field ({type(exc).__name__}: {exc})"[:500]
+        )
     if not isinstance(text, str) or not text.strip():
         return Completion.failure(f"empty content (finish_reason={finish})", usage=tokens)
     return Completion(text=text, usage=tokens, finish_reason=finish)
@@ -382,6 +445,12 @@ def _status_message(exc: Any) -> str:
     return str(getattr(exc, "message", exc))[:300]
 
 
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    return f"{exc} ({type(cause).__name__})" if cause is not None else str(exc)
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause. The aiohttp transport reports a refused or dropped connection as
+    a connect *timeout*, so the root (ConnectionRefusedError, ServerDisconnectedError, ...)
+    is what tells a timeout from a connection failure."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc

@@ -18,6 +18,16 @@ from flowsteer.llm import Completion, Fault, LoopbackServer, OpenAIBackend
 pytestmark = pytest.mark.timeout(60)
 
 HI = [{"role": "user", "content": "what is two plus two"}]
+TRANSPORT = {"name": "httpx"}
+
+
+@pytest.fixture(autouse=True, params=["httpx", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both HTTP transports: they map failures to different exceptions."""
+    if request.param == "aiohttp":
+        pytest.importorskip("aiohttp")
+    TRANSPORT["name"] = request.param
+    return request.param
 
 
 def make(server: LoopbackServer, **overrides: object) -> OpenAIBackend:
@@ -30,6 +40,7 @@ def make(server: LoopbackServer, **overrides: object) -> OpenAIBackend:
         backoff_base_s=0.01,
         backoff_max_s=0.05,
         seed=0,
+        http_transport=TRANSPORT["name"],
     )
     kwargs.update(overrides)
     return OpenAIBackend(**kwargs)  # type: ignore[arg-type]
@@ -101,10 +112,13 @@ def test_retry_after_is_capped() -> None:
         assert 0.09 <= second.received_at - first.received_at < 2.0
 
 
-def test_dropped_connection_is_retried() -> None:
+def test_dropped_connection_is_retried_and_reported_as_such() -> None:
     with LoopbackServer(faults=[Fault.drop(), Fault.drop()]) as server:
-        out = complete(make(server))
-        assert out.ok and out.attempts == 3 and len(server.chat_requests) == 3
+        backend = make(server, max_retries=1)
+        out = complete(backend)
+        assert not out.ok and "connection error" in out.error and "timeout" not in out.error
+        assert out.attempts == 2
+        assert complete(backend).ok  # the third request is not dropped
 
 
 def test_timeouts_end_as_error_value_with_bounded_elapsed_time() -> None:
@@ -154,9 +168,17 @@ def test_persistent_500_gives_up_after_max_retries() -> None:
 def test_connection_refused_is_an_error_value() -> None:
     with LoopbackServer() as server:
         url = server.base_url
-    backend = OpenAIBackend("m", base_url=url, api_key_env=None, max_retries=1, backoff_max_s=0.01)
+    backend = OpenAIBackend(
+        "m",
+        base_url=url,
+        api_key_env=None,
+        max_retries=1,
+        backoff_max_s=0.01,
+        http_transport=TRANSPORT["name"],
+    )
     out = complete(backend)
     assert not out.ok and "connection error" in out.error and out.attempts == 2
+    assert "ConnectionRefusedError" in out.error
 
 
 def test_concurrency_limit_bounds_in_flight_requests() -> None:
