@@ -67,7 +67,6 @@ MODIFY_FIELDS: tuple[str, ...] = (
     "on_pass",
     "count",
 )
-_TAG_ALIASES = {"onfail": "on_fail", "onpass": "on_pass"}
 _ACTION_ALIASES = {"setprompt": "set_prompt", "set_prompts": "set_prompt"}
 _MAX_NAME = 64  # longer "names" are junk; echo at most this much in messages
 
@@ -129,13 +128,29 @@ class ParseError:
 # ------------------------------------------------------------------------- regexes
 # `<\s*(?:(/)\s*)?name\s*>`: the optional slash group keeps the two whitespace runs from
 # competing for the same characters, so a run of spaces after "<" cannot cause backtracking.
-_NAME = r"[A-Za-z][A-Za-z_\-]{0,31}"
-_TAG = re.compile(rf"<\s*(?:(/)\s*)?({_NAME})\s*>")
+_TAG_VARIANTS = {  # every spelling the parser accepts -> the canonical tag
+    **{t: t for t in (TAG_ACTION, *FIELD_TAGS)},
+    **{t.replace("_", "-"): t for t in FIELD_TAGS if "_" in t},
+    **{t.replace("_", ""): t for t in FIELD_TAGS if "_" in t},
+}
+# Only our tags match (longest spellings first), so unknown tags cost nothing.
+_TAG = re.compile(
+    r"<\s*(?:(/)\s*)?("
+    + "|".join(re.escape(v) for v in sorted(_TAG_VARIANTS, key=len, reverse=True))
+    + r")\s*>",
+    re.IGNORECASE,
+)
+_THINK_ANY = re.compile(r"<\s*(?:/\s*)?think\s*>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
 _ACTION_OPEN = re.compile(r"<\s*action\s*>", re.IGNORECASE)
 _CLOSE = {
-    name: re.compile(rf"<\s*/\s*{name.replace('_', '[_-]?')}\s*>", re.IGNORECASE)
+    name: re.compile(
+        r"<\s*/\s*(?:"
+        + "|".join(re.escape(v) for v, c in _TAG_VARIANTS.items() if c == name)
+        + r")\s*>",
+        re.IGNORECASE,
+    )
     for name in (TAG_ACTION, *FIELD_TAGS)
 }
 _LIST_SPLIT = re.compile(r"->|[\s,;|\[\]()\"'`+]+")
@@ -205,6 +220,8 @@ def _parse(text: object) -> Action | ParseError:
 
 def _strip_think(text: str) -> tuple[str, str | None]:
     """Remove thinking; returns (the rest, the thinking joined) in one linear pass."""
+    if _THINK_ANY.search(text) is None:
+        return text, None
     thoughts: list[str] = []
     first_open = _THINK_OPEN.search(text)
     first_close = _THINK_CLOSE.search(text)
@@ -249,14 +266,6 @@ def _strip_fences(text: str) -> tuple[str, bool]:
     return "".join(out), fenced_action
 
 
-def _norm_tag(name: str) -> str:
-    name = name.lower().replace("-", "_")
-    return _TAG_ALIASES.get(name, name)
-
-
-_KNOWN = frozenset((TAG_ACTION, *FIELD_TAGS))
-
-
 def _scan(body: str, think: str | None, fenced: bool) -> Action | ParseError:
     fields: dict[str, str] = {}
     action_raw: str | None = None
@@ -267,9 +276,7 @@ def _scan(body: str, think: str | None, fenced: bool) -> Action | ParseError:
         pos = m.end()
         if m.group(1):
             continue  # a stray closing tag
-        name = _norm_tag(m.group(2))
-        if name not in _KNOWN:
-            continue  # not ours (<answer>, <b>, ...): plain text
+        name = _TAG_VARIANTS[m.group(2).lower()]
         if name == TAG_ACTION and action_raw is not None:
             ignored = 1 + len(_ACTION_OPEN.findall(body, pos))
             break

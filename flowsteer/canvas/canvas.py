@@ -188,6 +188,8 @@ class Canvas:
         self._pending_total = 0
         self.last_result: ExecutionResult | None = None
         self.truncated = False
+        self._stats_for: WorkflowGraph | None = None
+        self._stats_text = ""
         return user_prompt(self.task, max_turns=self.max_turns)
 
     @property
@@ -222,11 +224,16 @@ class Canvas:
 
     # --------------------------------------------------------------------- step
     async def step(self, text: object) -> StepResult:
-        """Apply one policy message. Never raises on any input."""
+        """Apply one policy message. Never raises on any input.
+
+        `text` is the policy's message; an `Action` or `ParseError` that the caller already got
+        from `parse_action` is also accepted, so a rollout that parses for its own logs does not
+        parse twice.
+        """
         if self._state == DONE_STATE:
             return self._over()
         self._turn += 1
-        action = parse_action(text)
+        action = text if isinstance(text, (Action, ParseError)) else parse_action(text)
         result: ExecutionResult | None = None
         execution: str | None = None
         if isinstance(action, ParseError):
@@ -314,8 +321,7 @@ class Canvas:
                 f"<action>delete</action><target>{cancel}</target>",
                 "wrong_state",
             )
-        handler = getattr(self, f"_do_{action.type}")
-        return handler(action)
+        return self._handlers[action.type](self, action)
 
     def _do_add(self, a: Action) -> tuple[str, bool]:
         g = self._graph.copy()
@@ -500,6 +506,13 @@ class Canvas:
         return node.name if node.kind == "operator" else self._graph._step_dsl(node)
 
     def _stats(self) -> str:
+        """The stats line, cached per graph object (graphs are replaced, never mutated)."""
+        if self._stats_for is not self._graph:
+            self._stats_text = self._compute_stats()
+            self._stats_for = self._graph
+        return self._stats_text
+
+    def _compute_stats(self) -> str:
         g, lib = self._graph, self.library
         cats = set()
         n_ops = 0
@@ -545,6 +558,14 @@ class Canvas:
         self.last_result = result
         return result
 
+
+Canvas._handlers = {
+    "add": Canvas._do_add,
+    "delete": Canvas._do_delete,
+    "modify": Canvas._do_modify,
+    "set_prompt": Canvas._do_set_prompt,
+    "finish": Canvas._do_finish,
+}
 
 _DEFAULT_LIBRARY: OperatorLibrary | None = None
 

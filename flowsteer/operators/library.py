@@ -1,13 +1,17 @@
 """The operator library: which operators and structures exist, and how the policy reads them.
 
 An `OperatorLibrary` is an ordered, immutable-by-convention registry of `OperatorSpec`s and
-`StructureSpec`s. It is plug-and-play (DESIGN.md §2):
+`StructureSpec`s. It is plug-and-play (DESIGN.md §2): `OperatorLibrary.default()` (the twelve
+operators), `from_file("my_library.yaml")` (or a JSON file of the same shape),
+`.extend("my_pkg.ops:SQL_SPEC")` (a user's operator by import path), `.restrict([...])`:
 
-    >>> lib = OperatorLibrary.default()                      # the twelve operators
-    >>> lib = OperatorLibrary.from_file("my_library.yaml")   # or a JSON file of the same shape
-    >>> lib = lib.extend("my_pkg.ops:SQL_SPEC")              # a user's operator by import path
-    >>> lib = lib.restrict(["Plan", "Programmer", "Format"]) # a subset
-    >>> print(lib.describe())                                # d_lib, what the policy reads
+    >>> lib = OperatorLibrary.default()
+    >>> len(lib), lib.get("programmer").name, lib.checkers
+    (12, 'Programmer', ['Test', 'Review', 'Verify'])
+    >>> lib.restrict(["Plan", "Programmer", "Format"]).names
+    ['Plan', 'Programmer', 'Format']
+    >>> print(lib.describe().splitlines()[1])  # d_lib, what the policy reads
+    - Plan [planning]: Writes a step-by-step plan for the problem. Never an answer by itself. (problem -> plan)
 
 `extend` and `restrict` return new libraries, so a library shared by many canvases is never
 changed under their feet. Lookup is case-insensitive (``lib.get("plan")`` is Plan) and an
@@ -59,6 +63,7 @@ class OperatorLibrary:
         if structures is None:
             structures = _load_mapping(DEFAULT_LIBRARY_PATH)[1]
         self._structures: dict[str, StructureSpec] = {}
+        self._unknown_cache: dict[str, str] = {}
         for st in structures:
             if st.name in self._structures:
                 raise ValueError(f"duplicate structure {st.name!r}")
@@ -157,11 +162,19 @@ class OperatorLibrary:
         return [by_lower[c] for c in close]
 
     def unknown_message(self, name: str) -> str:
-        """The message for an unknown operator name: close matches, else the full list."""
-        close = self.suggest(str(name))
-        if close:
-            return f"unknown operator {name!r}; did you mean {' or '.join(close)}?"
-        return f"unknown operator {name!r}; operators are {', '.join(self.names)}"
+        """The message for an unknown operator name: close matches, else the full list.
+        Memoised (bounded): policies repeat the same misspellings."""
+        cache = self._unknown_cache
+        msg = cache.get(name)
+        if msg is None:
+            close = self.suggest(str(name))
+            if close:
+                msg = f"unknown operator {name!r}; did you mean {' or '.join(close)}?"
+            else:
+                msg = f"unknown operator {name!r}; operators are {', '.join(self.names)}"
+            if len(cache) < 4096:
+                cache[name] = msg
+        return msg
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.strip().lower() in self._operators
