@@ -44,14 +44,17 @@ nonce from its own interpreter's memory to forge its final value (printing or `o
 cannot forge it).
 
 The value: if the program's last statement is an expression (REPL semantics; the Programmer
-appends `solve()`), its value is sent back on a private pipe as JSON (a value JSON cannot encode
-comes back as its `repr` string; tuples come back as lists); otherwise `value` is None. Status
+appends `solve()`), its `repr` is sent back on a private pipe and the parent turns it into a JSON
+value with `ast.literal_eval` (never `eval`): str, int, float (also nan/inf at top level), bool,
+None, lists, tuples (as lists) and dicts with str keys come back as such; anything else (sets,
+objects, NaN inside a container) comes back as its repr string; otherwise `value` is None. Status
 "ok" means the program ran to its end without an exception. `sys.exit(0)` or `os._exit(0)`
 before the end is "error": a code reward must not pass a program that exits before its tests.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import functools
@@ -97,8 +100,8 @@ class SandboxResult:
         stderr: Its standard error, plus a line starting with "[sandbox]" when the sandbox
             explains the status (timeout, output cap, early exit).
         value: The value of the final expression statement as JSON (dict/list/str/number/
-            bool), or its repr string when JSON cannot encode it; None when the program does
-            not end with an expression or did not finish.
+            bool/None), or its repr string when it is not such a literal; None when the
+            program does not end with an expression or did not finish.
         seconds: Wall-clock time of the run, spawn to cleanup.
     """
 
@@ -325,19 +328,11 @@ def run_python(
         if caps.namespaces:
             prefix += _NS_PREFIX
         nonce = secrets.token_hex(16)
-        header = {
-            "nonce": nonce,
-            "init": caps.namespaces,
-            "path": list(_site_paths()),
-            "cpu_seconds": math.ceil(timeout) + 1,
-            "memory_bytes": memory_mb << 20,
-            "processes": processes,
-            "file_bytes": _FILE_BYTES,
-            "open_files": _OPEN_FILES,
-        }
-        return _execute(
-            prefix, caps, header, code, stdin, timeout, max_output_bytes, workdir, uid, start
-        )
+        limits = (math.ceil(timeout) + 1, memory_mb << 20, processes, _FILE_BYTES, _OPEN_FILES)
+        header = f"{nonce} {int(caps.namespaces)} {' '.join(map(str, limits))}\n"
+        header += os.pathsep.join(_site_paths()) + "\n"
+        return _execute(prefix, caps, header, nonce, code, stdin, timeout, max_output_bytes,
+                        workdir, start)  # fmt: skip
     finally:
         if uid is not None and not caps.namespaces:
             _kill_uid(uid)
@@ -347,17 +342,17 @@ def run_python(
 def _execute(
     prefix: list[str],
     caps: SandboxCapabilities,
-    header: dict[str, Any],
+    header: str,
+    nonce: str,
     code: str,
     stdin: str | None,
     timeout: float,
     max_output_bytes: int,
     workdir: str,
-    uid: int | None,
     start: float,
 ) -> SandboxResult:
     with tempfile.TemporaryFile() as source, tempfile.TemporaryFile() as stdin_file:
-        source.write((json.dumps(header) + "\n").encode() + code.encode("utf-8", "replace"))
+        source.write(header.encode() + code.encode("utf-8", "replace"))
         source.seek(0)
         stdin_file.write((stdin or "").encode())
         stdin_file.seek(0)
@@ -383,7 +378,7 @@ def _execute(
                 "error", "", f"[sandbox] could not start: {exc}", None, time.monotonic() - start
             )
         os.close(ctl_w)
-    return _collect(proc, ctl_r, header["nonce"], timeout, max_output_bytes, start)
+    return _collect(proc, ctl_r, nonce, timeout, max_output_bytes, start)
 
 
 def _collect(
@@ -445,15 +440,36 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
-def _message(ctl: bytes, nonce: str) -> dict[str, Any] | None:
+def _message(ctl: bytes, nonce: str) -> tuple[str, str] | None:
+    """The runner's (kind, payload) line, if one carries this run's nonce."""
     for line in ctl.decode("utf-8", "replace").splitlines():
-        try:
-            message = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and message.get("nonce") == nonce:
-            return message
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and secrets.compare_digest(parts[0], nonce):
+            return parts[1], parts[2]
     return None
+
+
+_JSON_LEAVES = (str, int, float, bool, type(None))
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, _JSON_LEAVES):
+        return value
+    if isinstance(value, list | tuple):
+        return [_as_json(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _as_json(item) for key, item in value.items()}
+    raise TypeError(type(value).__name__)
+
+
+def _decode_value(text: str) -> Any:
+    """A final value from its repr: JSON-able literals as such, anything else as the repr."""
+    if text in ("nan", "inf", "-inf"):
+        return float(text)
+    try:
+        return _as_json(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def _judge(
@@ -482,14 +498,17 @@ def _judge(
         status = "killed"
         notes.append(f"output passed {cap} bytes; killed")
     elif message is not None:
-        kind = message.get("kind")
-        if kind == "ok" and returncode == 0:
-            status, value = "ok", message.get("value")
+        kind, payload = message
+        if kind in ("ok", "ok-large") and returncode == 0:
+            status = "ok"
+            value = _decode_value(payload) if kind == "ok" else None
+            if kind == "ok-large":
+                notes.append("final value too large to return; value is None")
         elif kind == "memory":
             status = "memory"
         elif kind == "exit":
             status = "error"
-            notes.append(f"program exited with sys.exit({message.get('code')}) before its end")
+            notes.append(f"program exited with sys.exit({payload}) before its end")
         else:
             status = "error"
     elif signum == signal.SIGXCPU:

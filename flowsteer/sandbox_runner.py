@@ -3,40 +3,34 @@
 `flowsteer.sandbox` never imports this module: it reads this file's source once and hands it to a
 fresh interpreter with `python -I -S -B -c`, so the child needs neither `site` nor the
 `flowsteer` package (the sandbox uid may be unable to read either). Everything it needs arrives
-on one inherited file descriptor (fd number in argv[1]): a JSON header line (nonce, limits,
-extra `sys.path` entries, whether to act as a PID-namespace init), then the program text. The
-result travels back on a second inherited fd (argv[2]) as one JSON line tagged with the nonce,
-so a program that merely prints something, or exits early with `os._exit(0)`, cannot pass for a
-finished run.
+on one inherited file descriptor (fd number in argv[1]): a header line (nonce, whether to act as
+a PID-namespace init, limits), a line of extra `sys.path` entries, then the program text. The
+result travels back on a second inherited fd (argv[2]) as one line tagged with the nonce, so a
+program that merely prints something, or exits early with `os._exit(0)`, cannot pass for a
+finished run. The final value travels as its `repr`; the parent turns it into JSON with
+`ast.literal_eval`.
+
+It imports only what Python has loaded at startup plus `_ast` and `resource` (both cheap):
+`ast`, `json` and `traceback` would add about 10 ms to every run. `traceback` is imported only
+when there is a traceback to print.
 
 When `init` is set (the child is PID 1 of a new PID namespace) this process forks once and the
 program runs in the grandchild: PID 1 ignores signals it has no handler for, so the program must
 not be PID 1; PID 1 waits and exits with the program's status (128 + signal number for a signal).
 """
 
-import ast
-import json
+import _ast
 import os
 import resource
 import sys
-import traceback
-import types
 
-MAX_VALUE_BYTES = 1 << 20
+MAX_VALUE_CHARS = 1 << 20
+FILENAME = "<program>"
 
 
-def _send(ctl_fd, nonce, kind, **fields):
-    message = dict(fields, nonce=nonce, kind=kind)
-    try:
-        data = json.dumps(message, allow_nan=True)
-    except (TypeError, ValueError):
-        message["value"] = repr(message.get("value"))
-        data = json.dumps(message)
-    if len(data) > MAX_VALUE_BYTES:
-        message["value"] = None
-        message["note"] = "value too large to transport"
-        data = json.dumps(message)
-    data = (data + "\n").encode()
+def _send(ctl_fd, nonce, kind, payload=""):
+    data = f"{nonce} {kind} {payload}".replace("\n", "\\n")
+    data = (data + "\n").encode("utf-8", "backslashreplace")
     while data:
         data = data[os.write(ctl_fd, data) :]
 
@@ -52,15 +46,13 @@ def _limit(name, soft):
         resource.setrlimit(which, (soft, hard))
 
 
-def _set_limits(cfg):
+def _set_limits(cpu_seconds, memory_bytes, processes, file_bytes, open_files):
     _limit("RLIMIT_CORE", 0)
-    _limit("RLIMIT_CPU", cfg["cpu_seconds"])
-    _limit("RLIMIT_FSIZE", cfg["file_bytes"])
-    _limit("RLIMIT_NOFILE", cfg["open_files"])
-    if cfg["memory_bytes"]:
-        _limit("RLIMIT_AS", cfg["memory_bytes"])
-    if cfg["processes"]:
-        _limit("RLIMIT_NPROC", cfg["processes"])
+    _limit("RLIMIT_CPU", cpu_seconds)
+    _limit("RLIMIT_FSIZE", file_bytes)
+    _limit("RLIMIT_NOFILE", open_files)
+    _limit("RLIMIT_AS", memory_bytes)
+    _limit("RLIMIT_NPROC", processes)
 
 
 def _flush():
@@ -71,56 +63,68 @@ def _flush():
             pass
 
 
-def _run(code, ctl_fd, nonce):
-    filename = "<program>"
+def _print_traceback(exc, code):
     import linecache
+    import traceback
 
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    module = types.ModuleType("__main__")
+    linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _run(code, ctl_fd, nonce):
+    module = type(sys)("__main__")
     module.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = module
-    sys.argv = [filename]
+    sys.argv = [FILENAME]
     try:
-        tree = ast.parse(code, filename)
+        tree = compile(code, FILENAME, "exec", _ast.PyCF_ONLY_AST)
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        exec(compile(tree, filename, "exec"), module.__dict__)
+        if tree.body and isinstance(tree.body[-1], _ast.Expr):
+            last = _ast.Expression(tree.body.pop().value)
+        exec(compile(tree, FILENAME, "exec"), module.__dict__)
         value = None
         if last is not None:
-            value = eval(compile(last, filename, "eval"), module.__dict__)
-    except SystemExit as exc:
-        code_ = exc.code
-        if code_ is None:
-            code_ = 0
-        elif not isinstance(code_, int):
-            print(code_, file=sys.stderr)
-            code_ = 1
-        _flush()
-        _send(ctl_fd, nonce, "exit", code=code_)
-        os._exit(code_ & 0xFF)
-    except BaseException as exc:
-        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+            value = eval(compile(last, FILENAME, "eval"), module.__dict__)
         try:
-            traceback.print_exception(type(exc), exc, tb)
+            text = repr(value)
+        except Exception:
+            text = f"<unrepresentable {type(value).__name__}>"
+    except SystemExit as exc:
+        status = exc.code
+        if status is None:
+            status = 0
+        elif not isinstance(status, int):
+            print(status, file=sys.stderr)
+            status = 1
+        _flush()
+        _send(ctl_fd, nonce, "exit", status)
+        os._exit(status & 0xFF)
+    except BaseException as exc:
+        try:
+            _print_traceback(exc, code)
         except BaseException:
             print(f"{type(exc).__name__}: <unprintable>", file=sys.stderr)
         _flush()
         kind = "memory" if isinstance(exc, MemoryError) else "exception"
-        _send(ctl_fd, nonce, kind, error=type(exc).__name__)
+        _send(ctl_fd, nonce, kind, type(exc).__name__)
         os._exit(1)
     _flush()
-    _send(ctl_fd, nonce, "ok", value=value)
+    if len(text) > MAX_VALUE_CHARS:
+        _send(ctl_fd, nonce, "ok-large")
+    else:
+        _send(ctl_fd, nonce, "ok", text)
     os._exit(0)
 
 
 def main():
     code_fd, ctl_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(code_fd, "rb") as source:
-        header = json.loads(source.readline())
+        header = source.readline().split()
+        path = source.readline().decode().rstrip("\n")
         code = source.read().decode("utf-8", "replace")
-    nonce = header["nonce"]
-    if header["init"]:
+    nonce, init, limits = header[0].decode(), header[1] == b"1", [int(x) for x in header[2:]]
+    if init:
         pid = os.fork()
         if pid:
             os.close(ctl_fd)
@@ -128,13 +132,13 @@ def main():
             if os.WIFSIGNALED(status):
                 os._exit(128 + os.WTERMSIG(status))
             os._exit(os.WEXITSTATUS(status))
-    sys.path[:0] = [p for p in header["path"] if p not in sys.path]
+    sys.path[:0] = [p for p in path.split(os.pathsep) if p and p not in sys.path]
     sys.argv = sys.argv[:1]
     try:
-        _set_limits(header)
+        _set_limits(*limits)
     except Exception as exc:
         print(f"sandbox: could not set resource limits: {exc}", file=sys.stderr)
-        _send(ctl_fd, nonce, "setup", error=str(exc))
+        _send(ctl_fd, nonce, "setup", exc)
         os._exit(1)
     _run(code, ctl_fd, nonce)
 
