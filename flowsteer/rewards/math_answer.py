@@ -330,12 +330,14 @@ class MathAnswerScorer:
                 continue
             try:
                 for node in sympy.preorder_traversal(item):
-                    if isinstance(node, sympy.Pow) and node.exp.is_number:
-                        if not abs(float(sympy.N(node.exp, 5))) <= bound:
-                            return True
-                    elif isinstance(node, sympy.factorial) and node.args[0].is_number:
-                        if not abs(float(sympy.N(node.args[0], 5))) <= bound:
-                            return True
+                    if isinstance(node, sympy.Pow):
+                        size = node.exp
+                    elif isinstance(node, sympy.factorial):
+                        size = node.args[0]
+                    else:
+                        continue
+                    if size.is_number and not abs(float(sympy.N(size, 5))) <= bound:
+                        return True
             except (OverflowError, TypeError, ValueError):
                 return True
         return False
