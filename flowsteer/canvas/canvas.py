@@ -524,7 +524,7 @@ class Canvas:
                     cats.add(spec.category)
         kinds = ", ".join(g.structure_kinds()) or "none"
         return (
-            f"{n_ops} operators; structures: {kinds}; "
+            f"operators: {n_ops}; structures: {kinds}; "
             f"checker: {'yes' if 'verification' in cats else 'no'}; "
             f"format: {'yes' if 'formatting' in cats else 'no'}"
         )

@@ -6,7 +6,7 @@ Layout (one ``key: value`` line each, always in this order, lines without conten
     message: Prompt of n3 (Programmer) set. The workflow ran.
     workflow: Plan -> Programmer
     nodes: 1. n1 Plan | 2. n2 Programmer
-    stats: 2 operators; structures: none; checker: no; format: no
+    stats: operators: 2; structures: none; checker: no; format: no
     execution: ok (3 calls, 912 tokens)
     answer: 42
     checks: n5 Verify fail: the units are wrong
