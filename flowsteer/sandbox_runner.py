@@ -143,4 +143,5 @@ def main():
     _run(code, ctl_fd, nonce)
 
 
-main()
+if __name__ == "__main__":  # run as `python -c <this source>` by the sandbox
+    main()
