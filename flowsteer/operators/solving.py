@@ -1,0 +1,170 @@
+"""Solving operators: each produces a candidate answer.
+
+* `ProgrammerOperator` writes Python, runs it in the sandbox and retries with the error. For
+  math and qa tasks the program defines ``solve()``; ``solve()`` is appended so the sandbox
+  returns its value (REPL semantics of `flowsteer.sandbox`), and that value (else the last
+  printed line) is the answer. For code tasks the program must define ``task.entry_point``;
+  running it checks that it loads (syntax, imports, top-level errors), and the program itself
+  is the answer. A run that fails (exception, timeout, memory, no answer) is fed back to the
+  model with the error's last line, up to ``settings.programmer_retries`` more times.
+* `CustomOperator` answers with the policy's free-form instruction.
+* `AnswerGenerateOperator` reasons step by step and ends with ``<answer>``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from flowsteer.llm.backend import Message
+from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
+from flowsteer.operators.parsing import parse_answer
+from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
+from flowsteer.sandbox import SandboxResult, run_python_async
+
+if TYPE_CHECKING:
+    from flowsteer.llm.backend import LLMBackend
+    from flowsteer.tasks.task import Task
+
+_EXCEPTION_LINE_RE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
+
+
+def answer_form(task: Task) -> str:
+    """The output-form instruction every solver appends, by task kind."""
+    if task.kind == "code":
+        return (
+            f"Reply with the complete Python program that defines `{task.entry_point}` (with "
+            "its imports) in one ```python block."
+        )
+    if task.kind == "math":
+        return "End with the final answer alone inside <answer></answer>."
+    return "End with the shortest exact answer span inside <answer></answer>."
+
+
+def sandbox_error(result: SandboxResult, timeout_s: float) -> str:
+    """A one-line, exception-style reason a sandboxed run failed."""
+    if result.status == "timeout":
+        return f"TimeoutError: the program ran longer than {timeout_s:g} s"
+    if result.status == "memory":
+        return "MemoryError: the program exceeded the sandbox memory limit"
+    if result.status == "killed":
+        return "RuntimeError: the program was killed (output too large or a signal)"
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = _EXCEPTION_LINE_RE.match(line)
+        if match:
+            return match.group(1)[:300]
+    tail = lines[-1] if lines else "the program failed without a message"
+    return f"RuntimeError: {tail[:300]}"
+
+
+class ProgrammerOperator(Operator):
+    """Python in the sandbox, with retries on failure (see the module docstring)."""
+
+    name = "Programmer"
+    role = "You write correct, self-contained Python programs."
+
+    def _form(self, task: Task) -> str:
+        if task.kind == "code":
+            return answer_form(task)
+        return (
+            "Write a Python program that defines `solve()` returning the final answer (a "
+            "number or a short string). Do not read input and do not call solve() yourself. "
+            "Reply with the program in one ```python block."
+        )
+
+    async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
+        task = state.task
+        user = f"{prompt}\n\n{self.material(state, 'plan', 'candidate', 'feedback')}"
+        user += f"\n\n{self._form(task)}"
+        history: list[Message] = []
+        error = "EmptyAnswer: no program was written"
+        code = ""
+        for _attempt in range(self.settings.programmer_retries + 1):
+            reply = await self.ask(llm, user, history)
+            if not reply.ok:
+                return OperatorOutput(error=backend_error(reply), code=code or None)
+            code = strip_code_fences(reply.text, task.entry_point or "solve").strip("\n")
+            answer, error = await self._execute(code, task)
+            if error is None and answer:
+                shown = f"```python\n{code}\n```" + ("" if task.kind == "code" else f"\n{answer}")
+                return OperatorOutput(text=shown, answer=answer, code=code)
+            history += [
+                Message(role="assistant", content=reply.text),
+                Message(
+                    role="user",
+                    content=f"The program failed: {error}\nFix it and reply with the whole "
+                    "corrected program in one ```python block.",
+                ),
+            ]
+        return OperatorOutput(text=f"```python\n{code}\n```", code=code, error=error)
+
+    async def _execute(self, code: str, task: Task) -> tuple[str | None, str | None]:
+        """Run `code`; return ``(answer, None)`` or ``(None, error)``."""
+        if not code.strip():
+            return None, "EmptyAnswer: the reply contained no program"
+        if task.kind == "code":
+            program = build_candidate_program(task, code)
+        elif re.search(r"^def\s+solve\s*\(", code, re.M):
+            program = f"{code}\n\nsolve()\n"
+        else:
+            program = code
+        try:
+            compile(program, "<program>", "exec")
+        except SyntaxError as exc:
+            return None, f"SyntaxError: {exc.msg} (line {exc.lineno})"
+        result = await run_python_async(
+            program,
+            timeout=self.settings.sandbox_timeout_s,
+            memory_mb=self.settings.sandbox_memory_mb,
+        )
+        if result.status != "ok":
+            return None, sandbox_error(result, self.settings.sandbox_timeout_s)
+        if task.kind == "code":
+            if task.entry_point and not re.search(
+                rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", program, re.M
+            ):
+                return None, f"NameError: the program does not define {task.entry_point}()"
+            return program, None  # self-contained: a HumanEval prompt's imports come along
+        value = result.value
+        if value is None:
+            printed = [line for line in result.stdout.splitlines() if line.strip()]
+            if not printed:
+                return None, "EmptyAnswer: solve() returned None and nothing was printed"
+            return printed[-1].strip(), None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value), None
+
+
+class CustomOperator(Operator):
+    """Answers with the policy's instruction as the prompt."""
+
+    name = "Custom"
+    role = "You solve problems carefully."
+
+    async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
+        user = f"{prompt}\n\n{self.material(state, 'plan')}\n\n{answer_form(state.task)}"
+        reply = await self.ask(llm, user)
+        if not reply.ok:
+            return OperatorOutput(error=backend_error(reply))
+        answer = parse_answer(reply.text, state.task)
+        if not answer:
+            return OperatorOutput(text=reply.text, error=f"EmptyAnswer: {self.name} gave none")
+        return OperatorOutput(text=reply.text.strip(), answer=answer)
+
+
+class AnswerGenerateOperator(CustomOperator):
+    """Step-by-step reasoning, then the answer."""
+
+    name = "AnswerGenerate"
+    role = "You think step by step, then state the final answer."
+
+
+__all__ = [
+    "AnswerGenerateOperator",
+    "CustomOperator",
+    "ProgrammerOperator",
+    "answer_form",
+    "sandbox_error",
+]
