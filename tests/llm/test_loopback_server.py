@@ -51,6 +51,7 @@ def test_models_endpoint_and_unknown_route() -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{server.base_url}/nothing", timeout=2)
         assert err.value.code == 404
+        err.value.close()
 
 
 def test_default_echo_usage_and_recording() -> None:
@@ -136,6 +137,7 @@ def test_bad_request_body_is_400() -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=2)
         assert err.value.code == 400
+        err.value.close()
 
 
 def test_serves_200_slow_requests_concurrently() -> None:
