@@ -1,0 +1,115 @@
+"""Code-reward throughput: HumanEval canonical solutions scored in the sandbox, in parallel.
+
+Scores ``--candidates`` candidates (the 164 canonical solutions, repeated and shuffled with a
+fixed seed) with `CodeAnswerScorer.score_async`, ``--in-flight`` at a time, and runs the very
+same test programs (harness + prompt + solution + hidden tests) through a bare
+``subprocess.run([sys.executable, "-c", program])``: once in a plain loop, and once with the
+same concurrency, so the table shows what the sandbox's isolation costs per candidate. The sandbox
+starts Python with ``-I -S`` (no ``site`` import), which a bare ``python -c`` in a virtual
+environment pays for; a fourth row runs the bare programs with ``-I -S`` to separate the two.
+
+    python bench/rewards.py [--candidates 1000] [--in-flight 8] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from flowsteer.rewards import CodeAnswerScorer
+from flowsteer.rewards.code_answer import build_test_program
+from flowsteer.sandbox import sandbox_capabilities
+from flowsteer.tasks import Task, load_tasks
+
+SEED = 0
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def candidates(data: Path, n: int) -> list[tuple[Task, str]]:
+    """``n`` (task, prompt + canonical solution) pairs, in a seeded shuffled order."""
+    tasks = load_tasks("humaneval", data / "humaneval" / "HumanEval.jsonl.gz")
+    pairs = [(t, t.question + t.answer) for t in tasks]
+    pairs = (pairs * (n // len(pairs) + 1))[:n]
+    random.Random(SEED).shuffle(pairs)
+    return pairs
+
+
+def sandbox_rate(pairs: list[tuple[Task, str]], in_flight: int) -> float:
+    """Candidates per second through the scorer; every candidate must score 1.0."""
+    scorer = CodeAnswerScorer(timeout=20.0)
+
+    async def main() -> float:
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(task: Task, program: str) -> float:
+            async with gate:
+                return await scorer.score_async(task, program)
+
+        start = time.perf_counter()
+        scores = await asyncio.gather(*(one(t, p) for t, p in pairs))
+        seconds = time.perf_counter() - start
+        if any(s != 1.0 for s in scores):
+            raise RuntimeError(f"{sum(s != 1.0 for s in scores)} canonical solutions failed")
+        return len(pairs) / seconds
+
+    return asyncio.run(main())
+
+
+def _bare(program: str, flags: tuple[str, ...] = ()) -> None:
+    done = subprocess.run([sys.executable, *flags, "-c", program], capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"bare run failed: {done.stderr.decode()[-500:]}")
+
+
+def bare_rate(pairs: list[tuple[Task, str]], in_flight: int, flags: tuple[str, ...] = ()) -> float:
+    """Candidates per second running the same test programs with bare `subprocess.run`.
+
+    ``flags`` go before ``-c``: ``("-I", "-S")`` starts the interpreter the way the sandbox
+    does (no ``site`` import), which isolates the cost of the isolation itself.
+    """
+    programs = [build_test_program(t, p) for t, p in pairs]
+    start = time.perf_counter()
+    if in_flight == 1:
+        for program in programs:
+            _bare(program, flags)
+    else:
+        with ThreadPoolExecutor(in_flight) as pool:
+            list(pool.map(lambda program: _bare(program, flags), programs))
+    return len(programs) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+    if not (args.data / "humaneval" / "HumanEval.jsonl.gz").is_file():
+        sys.exit(f"HumanEval not found under {args.data}; pass --data")
+    pairs = candidates(args.data, args.candidates)
+    caps = sandbox_capabilities()  # detected once; kept out of the timings
+    loop = bare_rate(pairs, 1)
+    bare_parallel = bare_rate(pairs, args.in_flight)
+    bare_no_site = bare_rate(pairs, args.in_flight, ("-I", "-S"))
+    sandboxed = sandbox_rate(pairs, args.in_flight)
+    print(f"{args.candidates} HumanEval candidates, sandbox mode {caps.mode!r}")
+    print(f"{'how':<28}{'in flight':>10}{'cand/s':>10}{'vs loop':>10}")
+    for name, flight, rate in (
+        ("bare subprocess.run loop", 1, loop),
+        ("bare subprocess.run", args.in_flight, bare_parallel),
+        ("bare, python -I -S", args.in_flight, bare_no_site),
+        ("CodeAnswerScorer (sandbox)", args.in_flight, sandboxed),
+    ):
+        print(f"{name:<28}{flight:>10}{rate:>10.1f}{rate / loop:>9.2f}x")
+    print(f"sandbox / bare at the same concurrency: {sandboxed / bare_parallel:.2f}x")
+    print(f"sandbox / bare -I -S (the isolation alone): {sandboxed / bare_no_site:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
