@@ -21,7 +21,7 @@ _PASS_WORDS = r"pass(?:es|ed)?|correct|valid|yes|true|approved?|ok|accept(?:ed)?
 _FAIL_WORDS = r"fail(?:s|ed)?|incorrect|wrong|invalid|no|false|reject(?:ed)?|error"
 _VERDICT_LINE_RE = re.compile(
     rf"(?:verdict|result|judg(?:e)?ment|decision|status|conclusion|correct\?)\s*[:=\-]?\s*"
-    rf"[*_`\"'\[(]*\s*({_PASS_WORDS}|{_FAIL_WORDS})\b",
+    rf"[*_`\"'\[(]*\s*(?:not\s+)?({_PASS_WORDS}|{_FAIL_WORDS})\b",
     re.I,
 )
 _BARE_VERDICT_RE = re.compile(
