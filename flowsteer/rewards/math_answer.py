@@ -47,7 +47,8 @@ _PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 _FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(\d+)")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _ASSIGNMENT_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9_]*(?:_\{?\w+\}?)?\s*=\s*([^=]+)$")
-_UNIT_TAIL_RE = re.compile(rf"^({_NUMBER}(?:\s*/\s*\d+)?)\s*(?:[A-Za-z][A-Za-z.\- ]*)$")
+_UNIT_TAIL_RE = re.compile(rf"^({_NUMBER}(?:\s*/\s*\d+)?)\s*(?:[A-Za-z]{{2,}}[A-Za-z.\- ]*)$")
+_INLINE_MATH_RE = re.compile(r"\$([^$]+)\$")
 _PERCENT_RE = re.compile(r"\s*(?:\\%|%|\s+percent)\s*$", re.IGNORECASE)
 _FINAL_LINE_RES = (
     re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE),
@@ -118,6 +119,18 @@ def _is_bare_answer(text: str, max_chars: int) -> bool:
     return not _WORD_RE.search(_LATEX_WORD_RE.sub(" ", text))
 
 
+def _answer_in_sentence(text: str) -> str:
+    """A final-answer line that goes on in words ("$\\frac12$, since ...", "5 apples left
+    after ...") keeps its first inline math, else its first number; a bare one is kept whole."""
+    if not _WORD_RE.search(_LATEX_WORD_RE.sub(" ", text)):
+        return text
+    inline = _INLINE_MATH_RE.search(text)
+    if inline:
+        return inline.group(1).strip()
+    number = _LAST_NUMBER_RE.search(text)
+    return number.group(0) if number else text
+
+
 def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
     """The prediction's final answer: last boxed, else last final-answer line, else the whole
     text when it is a bare answer (one short line without words), else the last number.
@@ -131,7 +144,7 @@ def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
 
     Example:
         >>> extract_final_answer("3 + 4 = 7, so the answer is 7 apples.")
-        '7 apples.'
+        '7'
         >>> extract_final_answer("I computed 12 then 15")
         '15'
         >>> extract_final_answer(r"$x = \\frac{1}{2}$")
@@ -146,7 +159,7 @@ def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
             if best is None or match.start() > best[0]:
                 best = (match.start(), match.group(1))
     if best is not None and best[1].strip():
-        return best[1].strip()
+        return _answer_in_sentence(best[1].strip())
     if text.strip() and _is_bare_answer(text.strip(), max_answer_chars):
         return text.strip()
     numbers = _LAST_NUMBER_RE.findall(text)

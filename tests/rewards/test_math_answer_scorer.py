@@ -96,6 +96,16 @@ def test_extraction_prefers_boxed_then_final_line_then_last_number() -> None:
     assert extract_final_answer("no numbers here") is None
 
 
+def test_final_answer_sentences_keep_their_first_math() -> None:
+    assert (
+        extract_final_answer(r"The final answer is $\frac{1}{2}$, since x > 0.") == r"\frac{1}{2}"
+    )
+    assert extract_final_answer("The answer is 5 apples left after giving away 3.") == "5"
+    assert extract_final_answer("The answer is x = 5") == "x = 5"
+    assert SCORE(math_task("3x"), "3 x") == 1.0  # a single letter is a variable, not a unit
+    assert SCORE(math_task("3"), "3 x") == 0.0
+
+
 def test_last_number_fallback_scores_wordy_answers() -> None:
     task = math_task("15")
     assert SCORE(task, "First 12, so in total we need 15 eggs") == 1.0
