@@ -27,8 +27,8 @@ class RewardOutput:
     """One episode's reward and its named parts.
 
     Attributes:
-        total: The scalar CWRPO uses: in [-1, 1] gated/ungated-with-default-weights... see mode;
-            gated and answer_only lie in [-1, 1] and [0, 1], ungated in [-1, 1 + max R_ans].
+        total: The scalar CWRPO uses. With weights summing to 1: gated in [-1, 1],
+            ungated in [-1, 1], answer_only in [0, 1].
         components: Every part by name, for logging: ``div/checker``, ``div/format``,
             ``div/size``, ``div/structure``, ``div`` (R_div), ``answer`` (R_ans; NaN when it was
             not computed, see ``WorkflowReward.score_answer_when_gated``), ``gate`` (1.0 when
