@@ -155,10 +155,15 @@ def parse_choice(text: str, n: int) -> int | None:
         1
         >>> parse_choice("I pick (C) because ...", 3)
         2
+        >>> parse_choice("**B**", 3)
+        1
         >>> parse_choice("none", 2) is None
         True
     """
     tag = tagged(text, "choice")
+    lone = text.strip().strip("*.():").strip()
+    if len(lone) == 1 and lone.isalpha() and 0 <= ord(lone.upper()) - 65 < n:
+        return ord(lone.upper()) - 65
     for source in ([tag] if tag else []) + [text]:
         for match in _CHOICE_RE.finditer(source):
             index = ord(match.group(1)) - 65
