@@ -275,3 +275,25 @@ def test_registry_builds_builtins_and_honours_impl():
         build_operator(OperatorSpec("Echo", "solving", "x", impl="no.such.module:Echo"))
     with pytest.raises(ValueError, match="programmer_retries"):
         OperatorSettings(programmer_retries=-1)
+
+
+# ------------------------------------------------------------------- a code workflow, whole
+def test_code_workflow_repairs_a_failing_program_and_passes_the_hidden_tests(humaneval):
+    from flowsteer.canvas.executor import WorkflowExecutor
+    from flowsteer.canvas.graph import WorkflowGraph
+    from flowsteer.rewards.code_answer import CodeAnswerScorer
+
+    wrong = "```python\ndef has_close_elements(numbers, threshold):\n    return True\n```"
+    fixed = f"```python\n{humaneval.question}{humaneval.answer}```"
+    backend = ScriptedBackend([wrong, fixed, "Here it is:\n" + fixed])
+    g = WorkflowGraph()
+    g.add_operator("Programmer")
+    g.add_structure("conditional", ["Test", "Revise"])
+    g.add_operator("Format")
+    result = asyncio.run(WorkflowExecutor(backend).execute(g, humaneval))
+    assert result.ok, result.errors
+    assert [r.operator for r in result.trace] == ["Programmer", "Test", "Revise", "Format"]
+    assert result.trace[1].passed is False and "(got True)" in result.trace[1].output
+    assert "(got True)" in backend.seen[1][1]["content"]  # Revise saw the failing assertion
+    assert CodeAnswerScorer()(humaneval, result.answer) == 1.0
+    assert CodeAnswerScorer()(humaneval, wrong) == 0.0
