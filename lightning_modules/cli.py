@@ -14,8 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
-
 
 def _tiny_model(args: argparse.Namespace) -> int:
     from flowsteer.models.tiny import build_tiny_model
@@ -51,30 +49,18 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import asyncio
 
-    from flowsteer.models.tiny import build_tiny_model
-    from flowsteer.tasks import TaskMixture, load_tasks
+    from flowsteer.quickstart import EXAMPLES, format_rows, run_quickstart
 
-    out = Path(args.out_dir)
-    policy_dir = build_tiny_model(out / "policy")
-    print(f"policy: tiny Qwen3 at {policy_dir}")
-    pools = {
-        "gsm8k": load_tasks("gsm8k", args.data / "gsm8k_sample.jsonl"),
-        "humaneval": load_tasks("humaneval", args.data / "humaneval_sample.jsonl"),
-    }
-    print("tasks: " + ", ".join(f"{name} {len(pool)}" for name, pool in pools.items()))
-    batch = TaskMixture(pools, counts={"gsm8k": 2, "humaneval": 1}, seed=args.seed).next_batch()
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir)
-    for task in batch:
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": task.question}], tokenize=False, add_generation_prompt=True
+    example_data = EXAMPLES / "data"
+
+    rows = asyncio.run(
+        run_quickstart(
+            args.out_dir, args.data or example_data, max_turns=args.max_turns, seed=args.seed
         )
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-        reply = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=True, top_k=50)
-        text = tokenizer.decode(reply[0, ids.shape[1] :], skip_special_tokens=True)
-        print(f"{task.id:>16}  prompt {ids.shape[1]:4d} tokens  reply {len(text):4d} chars")
+    )
+    print(format_rows(rows))
     return 0
 
 
@@ -114,10 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     quick = sub.add_parser("quickstart", help="the CPU quickstart: tiny policy on sample tasks")
     quick.add_argument("--out-dir", default="runs/quickstart", help="where the tiny policy is kept")
-    quick.add_argument(
-        "--data", type=Path, default=EXAMPLES, help="folder with the sample datasets"
-    )
-    quick.add_argument("--max-new-tokens", type=int, default=32)
+    quick.add_argument("--data", type=Path, default=None, help="folder with the sample datasets")
+    quick.add_argument("--max-turns", type=int, default=4, help="turns per tiny-policy episode")
     quick.add_argument("--seed", type=int, default=0)
     quick.set_defaults(run=_quickstart)
     return parser

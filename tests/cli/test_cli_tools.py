@@ -65,3 +65,21 @@ def test_bad_arguments_give_a_one_line_error(args):
     out = _flowsteer(*args)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "error:" in out.stderr
+
+
+@pytest.mark.slow
+def test_quickstart_plays_episodes_end_to_end(tmp_path):
+    out = _flowsteer("quickstart", "--out-dir", str(tmp_path / "run"), "--max-turns", "2")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["tiny", "tiny", "reference"]
+    assert {r[1].split("/")[0] for r in rows[:2]} == {"gsm8k", "HumanEval"}
+    tiny_turns = [int(r[2]) for r in rows[:2]]
+    assert all(1 <= t <= 2 for t in tiny_turns)
+    reference = out.stdout.splitlines()[-1]
+    assert (
+        "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
+        in reference
+    )
+    assert rows[2][4] == "1.00"  # R_div: the reference workflow has every part the reward asks for
+    assert (tmp_path / "run" / "policy" / "config.json").is_file()
