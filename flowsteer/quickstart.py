@@ -21,7 +21,7 @@ from flowsteer.llm.scripted import ScriptedBackend
 from flowsteer.rewards import RewardOutput, WorkflowReward
 from flowsteer.tasks import Task, TaskMixture, load_tasks
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 REFERENCE_EPISODE = EXAMPLES / "episodes" / "reference_workflow.jsonl"
 
 

@@ -37,6 +37,7 @@ import logging
 import re
 from fractions import Fraction
 
+from flowsteer.tasks.sources import last_boxed
 from flowsteer.tasks.task import Task
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
@@ -55,39 +56,6 @@ _FINAL_LINE_RES = (
     re.compile(r"(?:final answer|the answer)\s*(?:is|:)[ \t]*:?[ \t]*(.+?)[ \t]*$", re.I | re.M),
     re.compile(r"^[ \t]*[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*(.+?)[ \t]*$", re.I | re.M),
 )
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces matched.
-
-    Args:
-        text: Any text, e.g. a MATH solution.
-
-    Returns:
-        The content between the braces, or None if there is no complete boxed expression.
-
-    Example:
-        >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and not \\boxed{3}.")
-        '3'
-        >>> last_boxed(r"\\boxed{\\frac{a}{b}}")
-        '\\\\frac{a}{b}'
-    """
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
-    for start in reversed(starts):
-        if start < len(text) and text[start] == "{":
-            depth = 0
-            for i in range(start, len(text)):
-                if text[i] == "{":
-                    depth += 1
-                elif text[i] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[start + 1 : i].strip()
-        else:  # "\boxed 5": the form without braces takes one token
-            token = re.match(r"[^\s$]+", text[start:])
-            if token:
-                return token.group(0)
-    return None
 
 
 def gold_answer(answer: str) -> str:

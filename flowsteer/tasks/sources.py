@@ -94,21 +94,35 @@ def parse_gsm8k(record: Mapping[str, Any], task_id: str) -> Task:
 
 
 def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``, braces balanced."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = text.find("{", start)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j].strip()
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces matched.
+
+    Args:
+        text: Any text, e.g. a MATH solution.
+
+    Returns:
+        The content between the braces, or None if there is no complete boxed expression.
+
+    Example:
+        >>> last_boxed(r"so $\\boxed{\\frac{1}{2}}$ and not \\boxed{3}.")
+        '3'
+        >>> last_boxed(r"\\boxed{\\frac{a}{b}}")
+        '\\\\frac{a}{b}'
+    """
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*", text)]
+    for start in reversed(starts):
+        if start < len(text) and text[start] == "{":
+            depth = 0
+            for i in range(start, len(text)):
+                if text[i] == "{":
+                    depth += 1
+                elif text[i] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[start + 1 : i].strip()
+        else:  # "\boxed 5": the form without braces takes one token
+            token = re.match(r"[^\s$]+", text[start:])
+            if token:
+                return token.group(0)
     return None
 
 

@@ -25,7 +25,7 @@ TARGET = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -
 
 
 def gsm8k_task() -> Task:
-    line = (REPO / "examples/data/gsm8k_sample.jsonl").read_text().splitlines()[0]
+    line = (REPO / "flowsteer/examples/data/gsm8k_sample.jsonl").read_text().splitlines()[0]
     return parse_gsm8k(json.loads(line), "gsm8k/test/0")
 
 

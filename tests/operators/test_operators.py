@@ -39,7 +39,7 @@ QA = Task("hq/0", "hotpotqa", "qa", "Who wrote Hamlet?", "William Shakespeare", 
 @pytest.fixture(scope="module")
 def humaneval() -> Task:
     # the real record, parsed by the real loader's parser (load_tasks imports heavy readers)
-    line = (REPO / "examples/data/humaneval_sample.jsonl").read_text().splitlines()[0]
+    line = (REPO / "flowsteer/examples/data/humaneval_sample.jsonl").read_text().splitlines()[0]
     return parse_humaneval(json.loads(line), "HumanEval/0")
 
 
