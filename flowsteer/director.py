@@ -66,6 +66,8 @@ class FlowDirector:
         finish_constraints: What ``finish`` requires.
         temperature: Policy sampling temperature (``None``: the backend's default).
         max_tokens: Most tokens per policy turn (``None``: the backend's default).
+        seed: Makes sampling reproducible: turn t samples with seed ``seed + t`` (a fixed seed
+            for every turn would correlate the turns); ``None``: unseeded.
     """
 
     def __init__(
@@ -77,12 +79,14 @@ class FlowDirector:
         finish_constraints: FinishConstraints | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        seed: int | None = None,
     ) -> None:
         self.policy = policy
         self.executor = executor
         self.library = library
         self.max_turns = max_turns
         self.finish_constraints = finish_constraints
+        self.seed = seed
         self.sampling = {
             k: v
             for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
@@ -108,7 +112,10 @@ class FlowDirector:
         ]
         episode = Episode(task)
         while not canvas.done:
-            reply = await self.policy.complete(messages, **self.sampling)
+            sampling = dict(self.sampling)
+            if self.seed is not None:
+                sampling["seed"] = self.seed + canvas.turn
+            reply = await self.policy.complete(messages, **sampling)
             if not reply.ok:
                 episode.error = f"policy failed at turn {canvas.turn + 1}: {reply.error}"
                 break

@@ -53,7 +53,8 @@ async def run_quickstart(
         data_dir: Folder with ``gsm8k_sample.jsonl`` and ``humaneval_sample.jsonl``.
         tasks_per_source: Tasks drawn from each source for the tiny policy's episodes.
         max_turns: Turns per tiny-policy episode (short: an untrained policy rarely finishes).
-        seed: Seeds the task mixture.
+        seed: Seeds the task mixture and the policy's sampling (operators decode greedily), so
+            two runs print the same table.
     """
     from flowsteer.canvas.executor import WorkflowExecutor
     from flowsteer.llm.transformers_backend import TransformersBackend
@@ -71,12 +72,14 @@ async def run_quickstart(
     # One local model serves both roles here; in training the backend is a separate, larger LLM.
     model = TransformersBackend(str(policy_dir), max_new_tokens=48, temperature=1.0)
     executor = WorkflowExecutor(
-        model, node_timeout_s=60.0, sandbox_timeout_s=5.0, max_tokens_per_call=48
+        model, node_timeout_s=60.0, sandbox_timeout_s=5.0, temperature=0.0, max_tokens_per_call=48
     )
     reward = WorkflowReward()
     rows: list[QuickstartRow] = []
     try:
-        director = FlowDirector(model, executor=executor, max_turns=max_turns, max_tokens=64)
+        director = FlowDirector(
+            model, executor=executor, max_turns=max_turns, max_tokens=64, seed=seed
+        )
         for task in batch:
             episode = await director.run(task)
             rows.append(QuickstartRow("tiny", episode, await _score(reward, episode)))

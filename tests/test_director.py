@@ -65,3 +65,9 @@ def test_with_an_executor_the_final_answer_comes_from_the_last_run():
     episode = asyncio.run(director.run(TASK))
     assert episode.finished
     assert episode.answer is not None and "7" in episode.answer
+
+
+def test_seed_gives_each_turn_its_own_reproducible_seed():
+    policy = ScriptedBackend(["no action"], when_exhausted="repeat_last")
+    asyncio.run(FlowDirector(policy, max_turns=3, seed=10).run(TASK))
+    assert [s["seed"] for s in policy.sampling_seen] == [10, 11, 12]
