@@ -101,3 +101,16 @@ def test_bad_shapes_are_rejected(tmp_path):
         build_tiny_model(tmp_path, hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="vocab_size must be at least"):
         build_tokenizer(vocab_size=100)
+
+
+@pytest.mark.gpu
+def test_generates_on_cuda_like_on_cpu(tiny_dir):
+    """The same checkpoint decodes greedily to the same tokens on a GPU as on the CPU."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    ids = tokenizer("<action>add</action><operator>Plan", return_tensors="pt")["input_ids"]
+    cpu = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    gpu = AutoModelForCausalLM.from_pretrained(tiny_dir).to("cuda")
+    with torch.no_grad():
+        cpu_logits = cpu(ids).logits
+        gpu_logits = gpu(ids.to("cuda")).logits.cpu()
+    torch.testing.assert_close(gpu_logits, cpu_logits, atol=1e-3, rtol=1e-3)
