@@ -59,6 +59,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import secrets
@@ -85,6 +86,9 @@ _OPEN_FILES = 256
 _READ_CHUNK = 1 << 16
 _UID_RANGE = (1 << 20, 1 << 30)
 _TMP_PREFIX = "flowsteer-sandbox-"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,10 @@ class SandboxCapabilities:
         interpreter: The Python executable the child runs (one the sandbox uid can read).
         drop_uid: Whether the child runs as a fresh unprivileged uid.
         namespaces: Whether the child gets its own user, network, PID and mount namespaces.
-        notes: Why a stronger mode was not available, for logs.
+        notes: Why a stronger mode was not available, or what the sandbox cannot offer
+            (e.g. site-packages behind a private home directory), for logs.
+        site_paths: The parent's site-packages directories the child can read; they are put
+            on the child's ``sys.path`` so numpy, sympy etc. import inside the sandbox.
     """
 
     mode: SandboxMode
@@ -129,18 +136,21 @@ class SandboxCapabilities:
     drop_uid: bool
     namespaces: bool
     notes: tuple[str, ...] = ()
+    site_paths: tuple[str, ...] = ()
 
 
+# Prints the installation the child sees and which of the directories in argv it can read.
 _PROBE = (
-    "import sys, json, math, decimal, socket\n"
-    "print(json.dumps([sys.base_prefix, list(sys.version_info[:2])]))"
+    "import sys, json, math, decimal, socket, os\n"
+    "readable = [p for p in sys.argv[1:] if os.access(p, os.R_OK | os.X_OK)]\n"
+    "print(json.dumps([sys.base_prefix, list(sys.version_info[:2]), readable]))"
 )
 
 
 def _probe(prefix: list[str], interpreter: str) -> list | None:
     try:
         done = subprocess.run(
-            [*prefix, interpreter, "-I", "-S", "-B", "-c", _PROBE],
+            [*prefix, interpreter, "-I", "-S", "-B", "-c", _PROBE, *_site_paths()],
             capture_output=True,
             timeout=20,
             env=_child_env(tempfile.gettempdir()),
@@ -200,9 +210,20 @@ def sandbox_capabilities() -> SandboxCapabilities:
                     continue
                 # The sandbox uid must see the same installation root does: a symlink into a
                 # 0700 home silently falls back to another stdlib.
-                if _probe(prefix, interpreter) == as_root:
+                seen = _probe(prefix, interpreter)
+                if seen is not None and seen[:2] == as_root[:2]:
                     mode: SandboxMode = "namespace+uid" if with_ns else "uid"
-                    return SandboxCapabilities(mode, interpreter, True, with_ns, tuple(notes))
+                    hidden = [p for p in _site_paths() if p not in seen[2]]
+                    if hidden:
+                        notes.append(
+                            f"site-packages not readable by the sandbox uid (a parent directory "
+                            f"is private, e.g. a 0700 home): {hidden}; sandboxed programs can "
+                            "import only the standard library and what is installed elsewhere"
+                        )
+                        log.warning("sandbox: %s", notes[-1])
+                    return SandboxCapabilities(
+                        mode, interpreter, True, with_ns, tuple(notes), tuple(seen[2])
+                    )
             notes.append(
                 f"{'namespaces' if with_ns else 'uid drop'}: no Python {want} readable by an "
                 f"unprivileged uid among {candidates}"
@@ -212,9 +233,11 @@ def sandbox_capabilities() -> SandboxCapabilities:
     else:
         notes.append("not root: cannot drop to an unprivileged uid")
     if have_unshare and _probe(_NS_PREFIX, sys.executable) is not None:
-        return SandboxCapabilities("namespace", sys.executable, False, True, tuple(notes))
+        return SandboxCapabilities(
+            "namespace", sys.executable, False, True, tuple(notes), _site_paths()
+        )
     notes.append("user namespaces unavailable (unshare missing or not permitted)")
-    return SandboxCapabilities("process", sys.executable, False, False, tuple(notes))
+    return SandboxCapabilities("process", sys.executable, False, False, tuple(notes), _site_paths())
 
 
 def _child_env(workdir: str) -> dict[str, str]:
@@ -330,7 +353,7 @@ def run_python(
         nonce = secrets.token_hex(16)
         limits = (math.ceil(timeout) + 1, memory_mb << 20, processes, _FILE_BYTES, _OPEN_FILES)
         header = f"{nonce} {int(caps.namespaces)} {' '.join(map(str, limits))}\n"
-        header += os.pathsep.join(_site_paths()) + "\n"
+        header += os.pathsep.join(caps.site_paths) + "\n"
         return _execute(prefix, caps, header, nonce, code, stdin, timeout, max_output_bytes,
                         workdir, start)  # fmt: skip
     finally:

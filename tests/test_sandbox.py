@@ -113,9 +113,24 @@ def test_printed_or_written_fake_results_cannot_pass_for_a_finished_run():
     assert "before its end" in result.stderr
 
 
-def test_site_packages_are_importable():
+def test_site_packages_are_importable_where_the_sandbox_can_read_them():
+    numpy_dir = os.path.dirname(os.path.dirname(__import__("numpy").__file__))
     result = timed("import numpy\nint(numpy.arange(4).sum())", timeout=10)
-    assert (result.status, result.value) == ("ok", 6), result.stderr
+    if numpy_dir in CAPS.site_paths:
+        assert (result.status, result.value) == ("ok", 6), result.stderr
+    else:  # e.g. a venv inside a 0700 home: the uid-dropped child cannot reach it, and says so
+        assert result.status == "error" and "No module named 'numpy'" in result.stderr
+        assert any(numpy_dir in note and "not readable" in note for note in CAPS.notes)
+
+
+def test_capabilities_list_only_site_paths_the_child_can_read():
+    import sysconfig
+
+    parent = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    assert set(CAPS.site_paths) <= parent
+    probe = "import os, sys\n[p for p in sys.path if os.access(p, os.R_OK)]"
+    child_path = timed(probe).value
+    assert all(p in child_path for p in CAPS.site_paths)
 
 
 def test_bad_arguments_raise_clear_errors():
