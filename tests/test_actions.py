@@ -165,3 +165,28 @@ def test_formatting_a_parsed_action_is_a_fixed_point(text):
         again = parse_action(format_action(a))
         assert isinstance(again, Action)
         assert format_action(again) == format_action(a)
+
+
+def test_position_end_appends_and_conditional_operators_list_carries_on_pass():
+    for spelling in ("end", "Last"):
+        a = parse_action(
+            f"<action>add</action><operator>Plan</operator><position>{spelling}</position>"
+        )
+        assert a == Action("add", operator="Plan")  # position None: append
+    a = parse_action(
+        "<action>add</action><structure>conditional</structure>"
+        "<operators>Verify, Revise, Custom</operators>"
+    )
+    assert (a.condition, a.on_fail, a.on_pass, a.operators) == ("Verify", "Revise", "Custom", ())
+    a = parse_action(
+        "<action>add</action><structure>conditional</structure><operators>Test, Revise</operators>"
+    )
+    assert (a.condition, a.on_fail, a.on_pass) == ("Test", "Revise", None)
+
+
+def test_operator_lists_accept_dsl_arrows():
+    a = parse_action(
+        "<action>add</action><structure>loop</structure><operators>Review -> Revise</operators>"
+        "<count>2</count>"
+    )
+    assert (a.operators, a.count) == (("Review", "Revise"), 2)

@@ -165,3 +165,72 @@ def test_ignored_actions_are_reported(task, run):
         r.info.ignored_actions == 1
         and "1 more action(s) in your message were ignored" in r.observation
     )
+
+
+def test_finish_on_the_last_turn_is_finished_not_truncated(task, run):
+    c = Canvas(task, max_turns=3)
+    rs = run(play(c, [ADD_PLAN, DEFAULT, "<action>finish</action>"]))
+    assert rs[-1].done and not rs[-1].info.truncated and not c.truncated
+    assert "status: finished" in rs[-1].observation and "turn limit" not in rs[-1].observation
+
+
+def test_min_operators_is_a_lower_bound_that_is_met_exactly(task, run):
+    c = Canvas(task, finish_constraints=FinishConstraints(min_operators=2))
+    rs = run(play(c, [ADD_PLAN, DEFAULT, "<action>finish</action>"]))
+    assert rs[-1].info.error_code == "finish_constraints"
+    assert "at least 2 operators (it has 1)" in rs[-1].info.error
+    rs = run(
+        play(
+            c,
+            ["<action>add</action><operator>Custom</operator>", DEFAULT, "<action>finish</action>"],
+        )
+    )
+    assert rs[-1].info.valid and rs[-1].done
+
+
+def test_a_name_that_matches_several_nodes_is_not_a_target(task, run):
+    c = Canvas(task)
+    run(play(c, [ADD_PLAN, DEFAULT, ADD_PLAN, DEFAULT]))
+    before = c.graph.copy()
+    (r,) = run(play(c, ["<action>delete</action><target>Plan</target>"]))
+    assert r.info.error_code == "invalid_edit" and "'Plan' names 2 nodes (n1, n2)" in r.info.error
+    assert c.graph == before
+
+
+def test_finish_shows_the_last_run_without_running_again(task, executor, run):
+    c = Canvas(task, executor)
+    rs = run(play(c, [ADD_PLAN, DEFAULT, "<action>finish</action>"]))
+    assert rs[1].info.executed and rs[1].info.result is not None
+    assert not rs[2].info.executed and rs[2].info.result is rs[1].info.result
+    assert executor.calls == ["Plan"] and "answer: 42" in rs[2].observation
+
+
+def test_modify_edits_conditional_branches_and_reports_extra_problems(task, run):
+    c = Canvas(task)
+    rs = run(play(c, [
+        "<action>add</action><structure>conditional</structure><condition>Verify</condition>"
+        "<on_fail>Revise</on_fail><on_pass>Custom</on_pass>",
+        DEFAULT, DEFAULT, DEFAULT,
+        "<action>modify</action><target>n1</target><on_pass>done</on_pass>",
+        "<action>add</action><structure>parallel</structure><operators>ScEnsemble</operators>",
+    ]))  # fmt: skip
+    assert rs[4].info.valid and c.graph.to_dsl() == "Verify ? Revise : done"
+    assert "parallel n5 has 1 operator(s)" in rs[5].info.error
+    assert rs[5].info.error.endswith("(and 1 more problem(s))")
+
+
+def test_a_prompt_given_with_add_is_ignored_and_the_policy_is_told(task, run):
+    c = Canvas(task)
+    (r,) = run(play(c, ["<action>add</action><operator>Plan</operator><prompt>x</prompt>"]))
+    assert "the <prompt> given with add was ignored" in r.observation
+    assert c.graph.node("n1").prompt == "" and c.awaiting == "n1"
+
+
+def test_an_executor_that_returns_the_wrong_type_becomes_an_error(task, run):
+    class Wrong:
+        async def execute(self, graph, task):
+            return "42"
+
+    r = run(play(Canvas(task, Wrong()), [ADD_PLAN, DEFAULT]))[-1]
+    assert r.info.valid and r.info.result is not None
+    assert r.info.result.errors == ["TypeError: executor returned str, not ExecutionResult"]

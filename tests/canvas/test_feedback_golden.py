@@ -60,3 +60,42 @@ def test_truncation_lengths_are_configurable(task, scripted_executor_cls, run):
     obs = run(canvas.step(BUILD[0])) and run(canvas.step(BUILD[1])).observation
     assert "answer: blah blah … [1989 more chars]" in obs
     assert "the answer is 1999 characters long" in obs
+
+
+def _result_lines(fb: FeedbackRenderer, result: ExecutionResult) -> list[str]:
+    from flowsteer.canvas import WorkflowGraph
+
+    text = fb.render(
+        status="accepted", message="m", graph=WorkflowGraph(), stats="s", turn=1, max_turns=2,
+        result=result,
+    )  # fmt: skip
+    return text.splitlines()
+
+
+def test_error_length_and_count_are_configurable_and_the_rest_is_counted():
+    fb = FeedbackRenderer(max_error_chars=12, max_errors=2)
+    errors = ["ValueError: " + "x" * 30, "KeyError: k", "OSError: disk", "OSError: again"]
+    lines = _result_lines(fb, ExecutionResult(answer="1", errors=errors))
+    assert "errors: ValueError: … [30 more chars] | KeyError: k (+2 more)" in lines
+
+
+def test_suggestions_recognise_each_failure_and_only_it():
+    fb = FeedbackRenderer(long_answer_chars=20)
+
+    def says(result):
+        return [s.split(":")[0] for s in fb.suggestions(result)]
+
+    assert says(ExecutionResult(answer="1", errors=["sandbox: the run timed out"])) == [
+        "the run timed out"
+    ]
+    verify_failed = ExecutionResult(
+        answer="1", trace=[NodeRecord("n2", "Verify", "wrong units", passed=False)]
+    )
+    assert says(verify_failed) == []  # a failed Verify is not a failed test
+    test_failed = ExecutionResult(
+        answer="1",
+        trace=[NodeRecord("n3", "Test", "f(2) != 3", passed=False)] * 2,
+    )
+    assert fb.suggestions(test_failed)[0].startswith("a test failed (n3):")
+    assert says(ExecutionResult(answer="x" * 20)) == []
+    assert says(ExecutionResult(answer="x" * 21)) == ["the answer is 21 characters long"]

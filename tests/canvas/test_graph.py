@@ -159,3 +159,48 @@ def test_mermaid_and_networkx_views(invariants):
     nxg = g.to_networkx()
     assert nxg.edges["n2", "n3"] == {"kind": "child", "order": 0}
     assert nxg.edges["n1", "n2"] == {"kind": "next"}
+
+
+@pytest.mark.parametrize(("count", "valid"), [(0, False), (1, True), (5, True), (6, False)])
+def test_loop_count_bounds_are_inclusive(library, count, valid):
+    g = WorkflowGraph()
+    g.add_structure("loop", ["Review", "Revise"], count=count)
+    assert [i.code for i in g.validate(library)] == ([] if valid else ["loop_count_range"])
+
+
+def test_ensemble_inside_a_later_parallel_still_has_nothing_to_choose_from(library):
+    g = WorkflowGraph()
+    g.add_structure("parallel", ["Programmer", "Custom"])
+    g.add_structure("parallel", ["Custom", "ScEnsemble"])
+    assert [(i.code, i.node_id) for i in g.validate(library)] == [
+        ("ensemble_without_candidates", "n6")
+    ]
+
+
+def test_conditional_fail_branch_cannot_be_removed_and_done_drops_on_pass(invariants):
+    g = build_target()
+    with pytest.raises(GraphEditError, match="fail branch of conditional n6"):
+        g.remove("n8")
+    assert g.to_dsl() == TARGET_DSL
+    new = g.set_branch("n6", "on_pass", "Custom")
+    assert g.set_branch("n6", "on_pass", "done") is None
+    assert g.node("n6").children == ("n7", "n8") and new not in g
+    assert g.to_dsl() == TARGET_DSL
+    invariants(g)
+
+
+def test_changing_an_operator_keeps_the_id_and_resets_the_prompt():
+    g = build_target()
+    g.set_operator("n1", "Decompose")
+    assert (g.node("n1").name, g.node("n1").prompt) == ("Decompose", "")
+
+
+def test_a_reloaded_graph_keeps_structure_membership(invariants):
+    g = build_target()
+    g.set_branch("n6", "on_pass", "Custom")
+    again = WorkflowGraph.from_json(g.to_json())
+    assert [again.parent(c) for c in ("n3", "n4", "n7", "n8", "n10")] == ["n2"] * 2 + ["n6"] * 3
+    assert again.step_index("n10") == 3
+    assert again.remove("n10") == ["n10"]
+    assert again.to_dsl() == TARGET_DSL
+    invariants(again)

@@ -114,3 +114,13 @@ def test_generates_on_cuda_like_on_cpu(tiny_dir):
         cpu_logits = cpu(ids).logits
         gpu_logits = gpu(ids.to("cuda")).logits.cpu()
     torch.testing.assert_close(gpu_logits, cpu_logits, atol=1e-3, rtol=1e-3)
+
+
+def test_generation_stops_at_the_end_of_the_assistant_turn(tiny_dir):
+    from transformers import GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    config = GenerationConfig.from_pretrained(tiny_dir)
+    im_end, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    assert im_end in config.eos_token_id and config.pad_token_id == pad
+    assert config.do_sample is False

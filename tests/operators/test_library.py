@@ -121,3 +121,17 @@ def test_spec_validation():
     assert spec.is_checker and spec.inputs == ("a",)
     assert OperatorSpec.from_dict(spec.to_dict()) == spec
     assert DEFAULT_LIBRARY_PATH.exists()
+
+
+def test_restrict_to_an_unknown_structure_names_it():
+    with pytest.raises(UnknownOperatorError, match="unknown structure 'tree'"):
+        OperatorLibrary.default().restrict(["Plan"], ["parallel", "tree"])
+
+
+def test_describe_lists_each_operator_once_grouped_by_category():
+    lib = OperatorLibrary.default()
+    operators_part = lib.describe().split("\nStructures:")[0]
+    lines = [ln for ln in operators_part.splitlines() if ln.startswith("- ")]
+    assert sorted(ln.split()[1] for ln in lines) == sorted(lib.names)
+    categories = [ln.split("[")[1].split("]")[0] for ln in lines]
+    assert categories == sorted(categories, key=CATEGORIES.index)

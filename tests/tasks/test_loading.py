@@ -245,3 +245,44 @@ def test_real_humaneval(shared_data):
                 failing.append(task.id)
     assert failing == ["HumanEval/47"]
     assert sum(1 for t in tasks if t.public_tests) >= 60
+
+
+def test_gsm8k_gold_drops_thousands_commas_and_a_final_period(tmp_path):
+    path = _write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "s\n#### 1,250."}])
+    assert [t.answer for t in load_tasks("gsm8k", path)] == ["1250"]
+
+
+def test_mbpp_entry_point_is_the_tested_function_not_a_helper(tmp_path):
+    record = {
+        "task_id": 900,
+        "text": "Write a function to double the sum of a list.",
+        "code": "def _total(xs):\n    return sum(xs)\n\ndef double_sum(xs):\n    return 2 * _total(xs)",
+        "test_list": ["assert double_sum([1, 2]) == 6"],
+    }
+    (task,) = load_tasks("mbpp", _write_jsonl(tmp_path / "m.jsonl", [record]))
+    assert task.entry_point == "double_sum"
+
+
+def test_split_names_match_whole_file_stems(tmp_path):
+    _write_jsonl(tmp_path / "test.jsonl", [{"question": "q", "answer": "s\n#### 1"}])
+    _write_jsonl(tmp_path / "testmini.jsonl", [{"question": "q", "answer": "s\n#### 2"}])
+    _write_jsonl(
+        tmp_path / "train-00000-of-00001.jsonl", [{"question": "q", "answer": "s\n#### 3"}]
+    )
+    assert [t.answer for t in load_tasks("gsm8k", tmp_path, split="test")] == ["1"]
+    assert [t.answer for t in load_tasks("gsm8k", tmp_path, split="testmini")] == ["2"]
+    assert [t.answer for t in load_tasks("gsm8k", tmp_path, split="train")] == ["3"]
+
+
+def test_humaneval_entry_point_must_be_an_identifier(tmp_path):
+    record = json.loads((DATA / "humaneval.jsonl").read_text().splitlines()[0])
+    path = _write_jsonl(tmp_path / "he.jsonl", [{**record, "entry_point": "add numbers"}])
+    with pytest.raises(TaskFormatError) as info:
+        load_tasks("humaneval", path)
+    assert (info.value.index, info.value.field) == (0, "entry_point")
+
+
+def test_squad_v2_whitespace_only_answers_are_unanswerable(tmp_path):
+    record = {"id": "s1", "question": "q?", "context": "c.", "answers": {"text": [" "]}}
+    (task,) = load_tasks("squad_v2", _write_jsonl(tmp_path / "s.jsonl", [record]))
+    assert (task.answer, task.alternatives, task.meta["unanswerable"]) == ("", (), True)

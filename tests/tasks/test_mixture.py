@@ -89,3 +89,9 @@ def test_bad_configuration_is_rejected_with_a_reason(kwargs, message):
 def test_empty_pool_is_rejected():
     with pytest.raises(ValueError, match="have no tasks"):
         TaskMixture({"gsm8k": []})
+
+
+def test_weighted_batches_draw_a_fresh_source_plan_every_step():
+    mix = TaskMixture(POOLS, weights={"gsm8k": 1.0, "math": 1.0, "hotpotqa": 1.0}, batch_size=4)
+    plans = {tuple(t.source for t in mix.next_batch()) for _ in range(10)}
+    assert len(plans) > 1
