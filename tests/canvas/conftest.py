@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -84,3 +87,17 @@ def check_invariants(graph: WorkflowGraph, library: OperatorLibrary) -> None:
 @pytest.fixture
 def invariants(library):
     return lambda graph: check_invariants(graph, library)
+
+
+@pytest.fixture
+def check_golden() -> Callable[[Path, str], None]:
+    """Compare text with a golden file. A missing golden is a failure (so deleting one cannot
+    make a test pass); ``FLOWSTEER_UPDATE_GOLDEN=1`` (re)writes them."""
+
+    def check(path: Path, text: str) -> None:
+        if os.environ.get("FLOWSTEER_UPDATE_GOLDEN"):
+            path.write_text(text, encoding="utf-8")
+        assert path.exists(), f"golden file {path} is missing; run with FLOWSTEER_UPDATE_GOLDEN=1"
+        assert text == path.read_text(encoding="utf-8"), f"{path.name} changed; see the diff"
+
+    return check

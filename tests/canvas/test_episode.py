@@ -9,7 +9,6 @@ Observations are pinned in `golden/plan_parallel_ensemble.txt`; regenerate with
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from flowsteer.canvas import Canvas, FinishConstraints
@@ -21,13 +20,9 @@ TARGET = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -
 SEPARATOR = "\n=== turn {} ===\n"
 
 
-def check_golden(path: Path, text: str) -> None:
-    if os.environ.get("FLOWSTEER_UPDATE_GOLDEN") or not path.exists():
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{path.name} changed; see the diff"
-
-
-def test_replayed_episode_builds_the_reference_workflow(task, executor, run, invariants):
+def test_replayed_episode_builds_the_reference_workflow(
+    task, executor, run, invariants, check_golden
+):
     texts = [json.loads(line)["text"] for line in EPISODE.read_text().splitlines() if line.strip()]
     fc = FinishConstraints(
         min_operators=5, require_checker=True, require_structure=True, require_format=True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,8 @@ SCENARIOS = {
 }  # fmt: skip
 
 
-def check_golden(path: Path, text: str) -> None:
-    if os.environ.get("FLOWSTEER_UPDATE_GOLDEN") or not path.exists():
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{path.name} changed; see the diff"
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_feedback_golden(name, task, scripted_executor_cls, run):
+def test_feedback_golden(name, task, scripted_executor_cls, run, check_golden):
     async def play():
         canvas = Canvas(task, scripted_executor_cls([SCENARIOS[name]]))
         return [await canvas.step(t) for t in BUILD]
@@ -48,7 +41,7 @@ def test_feedback_golden(name, task, scripted_executor_cls, run):
     check_golden(GOLDEN / f"feedback_{name}.txt", first)
 
 
-def test_rejection_golden(task, run):
+def test_rejection_golden(task, run, check_golden):
     canvas = Canvas(task)
     r = run(canvas.step("<action>add</action><operator>Progammer</operator>"))
     check_golden(GOLDEN / "feedback_rejected.txt", r.observation)
