@@ -356,7 +356,12 @@ def test_fallback_modes_still_enforce_time_memory_output_and_cleanup(
         "'parent'"
     )
     assert timed(escape).value == "parent"
+    # A child that stays in the process group dies with the run in every mode.
+    stay = f"{31 + time.monotonic() % 1:.9f}"
+    child = f"import os\nif os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', {stay!r}])\n1"
+    assert timed(child).value == 1
     time.sleep(0.2)
+    assert sleepers(stay) == []
     survivors = sleepers(marker)
     for pid in survivors:
         os.kill(pid, 9)
@@ -376,3 +381,100 @@ def sleepers(marker: str) -> list[int]:
             if cmdline == f"sleep\0{marker}\0".encode():
                 found.append(int(entry))
     return found
+
+
+# --- limits, as the program itself sees them ----------------------------------------------
+
+
+def test_rlimits_are_applied_in_the_child():
+    import resource
+
+    names = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE")
+    code = f"import resource\n[resource.getrlimit(getattr(resource, n))[0] for n in {names!r}]"
+    core = resource.getrlimit(resource.RLIMIT_CORE)
+    if core[1] != 0:  # let the child inherit a nonzero soft limit, so the sandbox must lower it
+        soft = 1 << 20 if core[1] == resource.RLIM_INFINITY else core[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, core[1]))
+    try:
+        result = timed(code, timeout=2.0, memory_mb=256)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, core)
+    assert result.status == "ok", result.stderr
+    wanted = (3, 256 << 20, 64 << 20, 256, 0)  # CPU: ceil(timeout) + 1
+    for name, want, got in zip(names, wanted, result.value, strict=True):
+        hard = resource.getrlimit(getattr(resource, name))[1]
+        assert got == (want if hard == resource.RLIM_INFINITY else min(want, hard)), name
+
+
+def test_memory_limit_is_memory_mb():
+    assert timed("len(bytearray(150 << 20))", memory_mb=256).value == 150 << 20
+    assert timed("len(bytearray(300 << 20))", memory_mb=256).status == "memory"
+
+
+def test_file_size_and_open_file_limits():
+    big = "f = open('big', 'wb')\nf.seek(64 << 20)\nf.write(b'x')\nf.close()"
+    result = timed(big)
+    assert result.status == "error" and "File too large" in result.stderr, result.stderr
+    many = "files = [open('f%d' % i, 'w') for i in range(300)]"
+    result = timed(many)
+    assert result.status == "error" and "Too many open files" in result.stderr, result.stderr
+
+
+@needs_uid
+def test_process_limit_bounds_forks():
+    # Zombies count against RLIMIT_NPROC, so the children stay counted until the run ends.
+    code = (
+        "import os\n"
+        "started = 0\n"
+        "for _ in range(40):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        os._exit(0)\n"
+        "    started += 1\n"
+        "started"
+    )
+    result = timed(code, max_processes=4)
+    assert result.status == "ok", result.stderr
+    assert 1 <= result.value <= 4 + 2  # + the runner and the namespace init it may need
+
+
+def test_cpu_limit_signal_is_a_timeout():
+    code = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (1, resource.getrlimit(resource.RLIMIT_CPU)[1]))\n"
+        "while True:\n"
+        "    pass"
+    )
+    result = timed(code, timeout=5.0)
+    assert result.status == "timeout"
+    assert "CPU time limit" in result.stderr
+    assert result.seconds < 4.0
+
+
+def test_output_cap_counts_both_streams_and_ends_a_finished_program_too():
+    cap = 1 << 16
+    stdout_only = timed(f"print('x' * {2 * cap})", max_output_bytes=cap)
+    assert stdout_only.status == "killed" and len(stdout_only.stdout) <= cap
+    flood = "import sys\nwhile True:\n    sys.stderr.write('e' * 4096)"
+    result = timed(flood, timeout=5.0, max_output_bytes=cap)
+    assert result.status == "killed" and "output passed" in result.stderr
+    assert result.seconds < 4.0
+    assert len(result.stderr) < cap + 200  # the cap plus the sandbox's note
+
+
+def test_a_forged_result_line_with_a_wrong_nonce_is_ignored():
+    fake = "0123456789abcdef0123456789abcdef ok 42\n"
+    code = (
+        "import os\n"
+        "for fd in range(3, 64):\n"
+        "    try:\n"
+        f"        os.write(fd, {fake!r}.encode())\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
+    result = timed(code)
+    assert (result.status, result.value) == ("error", None)

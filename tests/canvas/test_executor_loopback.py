@@ -163,3 +163,13 @@ def test_scripted_episode_runs_end_to_end_through_the_canvas():
     # backend once over the whole episode (the canvas runs nothing while prompts are awaited).
     assert requests == 5  # Plan, Programmer, Custom, Verify, Format; the 2-0 vote is free
     assert executor.cache_stats.hits > 0
+
+
+def test_executor_sampling_settings_reach_every_request():
+    with LoopbackServer(replies=janet_replies()) as server:
+        executor = WorkflowExecutor(backend_for(server), temperature=0.2, max_tokens_per_call=333)
+        result = asyncio.run(executor.execute(reference_graph(), gsm8k_task()))
+        assert result.ok, result.errors
+        bodies = [r.body for r in server.chat_requests]
+        assert len(bodies) == result.calls > 0
+        assert all(b["temperature"] == 0.2 and b["max_tokens"] == 333 for b in bodies)

@@ -264,3 +264,86 @@ def test_cache_does_not_store_failed_steps_and_can_be_switched_off():
     off = WorkflowExecutor(ScriptedBackend(by_operator(SOLVERS)), cache=False)
     assert execute(off, g).calls == execute(off, g).calls == 1
     assert off.cache_stats.hits == 0
+
+
+def test_a_checker_that_cannot_reach_a_verdict_takes_the_fail_branch():
+    review = Completion.failure("HTTP 500: checker down")
+    backend = ScriptedBackend(by_operator({**SOLVERS, "Review": review}))
+    g = WorkflowGraph()
+    g.add_operator("Custom")
+    g.add_structure("conditional", ["Review", "Revise", "AnswerGenerate"])
+    result = execute(WorkflowExecutor(backend), g)
+    assert ran(result) == ["Custom", "Review", "Revise"]
+    assert result.trace[1].error == "BackendError: HTTP 500: checker down"
+
+
+def test_parallel_block_makes_its_first_answer_the_candidate():
+    replies = {**SOLVERS, "Custom": "<answer>17</answer>", "AnswerGenerate": "<answer>19</answer>"}
+    backend = ScriptedBackend(by_operator(replies))
+    g = WorkflowGraph()
+    g.add_structure("parallel", ["Custom", "AnswerGenerate"])
+    assert execute(WorkflowExecutor(backend), g).answer == "17"
+
+
+def test_loop_starts_no_node_once_the_budget_is_spent():
+    backend = ScriptedBackend(by_operator({**SOLVERS, "Review": "<verdict>FAIL</verdict>"}))
+    g = WorkflowGraph()
+    g.add_operator("Custom")
+    g.add_structure("loop", ["Revise", "Review"], count=5)
+    result = execute(WorkflowExecutor(backend, max_calls=3), g)
+    assert backend.calls == 3 and ran(result) == ["Custom", "Revise", "Review"]
+    assert all(r.error is None for r in result.trace)
+
+
+def test_node_outputs_are_cut_to_max_output_chars():
+    long = "x" * 500 + " <answer>18</answer>"
+    backend = ScriptedBackend(by_operator({**SOLVERS, "Custom": long}))
+    g = WorkflowGraph()
+    g.add_operator("Custom")
+    result = execute(WorkflowExecutor(backend, max_output_chars=100), g)
+    assert result.answer == "18"
+    assert result.trace[0].output == long[:100] and result.node_outputs["n1"] == long[:100]
+
+
+def test_cache_key_covers_children_prompts_and_loop_count():
+    backend = ScriptedBackend(by_operator({**SOLVERS, "Review": "<verdict>FAIL</verdict>"}))
+    executor = WorkflowExecutor(backend)
+    g = WorkflowGraph()
+    block = g.add_structure("parallel", ["Custom", "AnswerGenerate"])
+    loop = g.add_structure("loop", ["Revise", "Review"], count=1)
+    assert execute(executor, g).calls == 4
+    assert execute(executor, g).calls == 0  # unchanged: all from the cache
+    g.set_prompt(g.children(block)[0].id, "Answer in words.")  # a child's prompt changed
+    assert execute(executor, g).calls == 4
+    g.set_count(loop, 2)  # one more iteration: the loop reruns, the parallel block does not
+    assert execute(executor, g).calls == 4
+    g.set_prompt(g.children(loop)[1].id, "Be strict.")
+    assert execute(executor, g).calls == 4
+
+
+def test_cache_is_not_used_past_the_first_miss():
+    # The first step failed (not stored) but the second was stored; when the first reruns,
+    # the second must rerun on its new output rather than replay the stale one.
+    backend = ScriptedBackend(by_operator(SOLVERS), errors={0: "HTTP 503"})
+    executor = WorkflowExecutor(backend)
+    g = WorkflowGraph()
+    g.add_operator("Custom")
+    g.add_operator("AnswerGenerate")
+    assert execute(executor, g).calls == 2
+    again = execute(executor, g)
+    assert again.ok and again.calls == 2 and ran(again) == ["Custom", "AnswerGenerate"]
+
+
+def test_prefix_cache_is_a_bounded_lru():
+    from flowsteer.canvas.prefix_cache import PrefixCache
+
+    cache = PrefixCache(max_entries=2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recently used
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    stats = cache.stats
+    assert (stats.hits, stats.misses, stats.stores, stats.evictions, stats.size) == (3, 1, 3, 1, 2)
+    assert PrefixCache.key("p", [1, "x"]) == PrefixCache.key("p", [1, "x"])
+    assert PrefixCache.key("p", [1, "x"]) != PrefixCache.key("q", [1, "x"])

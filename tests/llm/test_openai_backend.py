@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email.utils
+import itertools
 import pickle
 import time
 
@@ -305,3 +307,43 @@ def test_cancellation_propagates_and_frees_the_slot() -> None:
 
         assert asyncio.run(cancel_then_call()).ok
         assert len(server.chat_requests) == 2
+
+
+def test_408_is_retried_like_429() -> None:
+    with LoopbackServer(faults=[Fault.http(408)]) as server:
+        out = complete(make(server))
+        assert out.ok and out.attempts == 2
+        assert len(server.chat_requests) == 2
+
+
+def test_backoff_is_jittered_below_its_cap_and_never_skipped() -> None:
+    # seed=0 fixes the jitter draws; uncapped, the 5th ceiling would be 0.1 * 2**4 = 1.6 s
+    faults = [Fault.http(500)] * 5
+    with LoopbackServer(faults=faults) as server:
+        backend = make(server, max_retries=5, backoff_base_s=0.1, backoff_max_s=0.1)
+        out = complete(backend)
+        assert out.ok and out.attempts == 6
+        times = [r.received_at for r in server.chat_requests]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert max(gaps) < 0.1 + 0.25, gaps  # every wait stays below backoff_max_s
+        assert sum(gaps) > 0.15, gaps  # ... and a retry does wait (seed 0 draws ~0.28 s)
+
+
+def test_error_values_from_the_server_count_as_failures() -> None:
+    with LoopbackServer(faults=[Fault.malformed(), Fault.empty(), None]) as server:
+        backend = make(server)
+        outs = [complete(backend) for _ in range(3)]
+        assert [o.ok for o in outs] == [False, False, True]
+        s = backend.stats
+        assert (s.calls, s.requests, s.failures, s.retries) == (3, 3, 2, 0)
+
+
+def test_retry_after_header_forms() -> None:
+    from flowsteer.llm.openai_backend import _retry_after_s
+
+    assert _retry_after_s({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert _retry_after_s({"retry-after": "1.5"}) == 1.5
+    assert _retry_after_s({}) is None
+    assert _retry_after_s({"retry-after": "soon"}) is None
+    when = email.utils.formatdate(time.time() + 20, usegmt=True)
+    assert 15 < _retry_after_s({"retry-after": when}) <= 20

@@ -193,3 +193,31 @@ def test_cancelled_caller_does_not_break_the_worker(model_dir: Path) -> None:
 
     assert asyncio.run(go()).usage.prompt_tokens > 0
     backend.close()
+
+
+def test_batches_never_exceed_max_batch_size(model_dir: Path) -> None:
+    backend = TransformersBackend(str(model_dir), max_batch_size=2, batch_wait_ms=200)
+
+    async def go() -> list[Completion]:
+        calls = (backend.complete(chat(p), temperature=0, max_tokens=2) for p in PROMPTS)
+        return list(await asyncio.gather(*calls, backend.complete(chat("x"), max_tokens=2)))
+
+    outs = asyncio.run(go())
+    assert len(outs) == 5 and sum(backend.batch_sizes) == 5
+    assert max(backend.batch_sizes) == 2
+    backend.close()
+
+
+def test_stop_string_ends_the_text_before_it(model_dir: Path) -> None:
+    backend = TransformersBackend(str(model_dir), batch_wait_ms=0)
+    prompt = chat(PROMPTS[1])
+    full = asyncio.run(backend.complete(prompt, temperature=0, max_tokens=12))
+    assert full.ok, full.error
+    words = full.text.split()
+    assert len(words) >= 3, full.text
+    stop = words[len(words) // 2]
+    cut = asyncio.run(backend.complete(prompt, temperature=0, max_tokens=12, stop=[stop]))
+    assert cut.ok, cut.error
+    assert cut.text == full.text[: full.text.find(stop)]
+    assert stop not in cut.text and cut.finish_reason == "stop"
+    backend.close()

@@ -297,3 +297,37 @@ def test_code_workflow_repairs_a_failing_program_and_passes_the_hidden_tests(hum
     assert "(got True)" in backend.seen[1][1]["content"]  # Revise saw the failing assertion
     assert CodeAnswerScorer()(humaneval, result.answer) == 1.0
     assert CodeAnswerScorer()(humaneval, wrong) == 0.0
+
+
+def test_sc_ensemble_majority_wins_wherever_it_stands():
+    backend = ScriptedBackend([])
+    state = WorkflowState(MATH, candidates=("17", "18", "$18.00"))
+    out = run(ScEnsembleOperator(), state, backend=backend)
+    assert out.answer == "18" and backend.calls == 0
+    assert out.text.startswith("majority 2/3")
+
+
+def test_programmer_on_a_code_task_requires_the_entry_point():
+    bare = Task("m/1", "mbpp", "code", "Write f returning 1.", "", entry_point="f")
+    backend = ScriptedBackend(
+        ["```python\ndef g():\n    return 1\n```", "```python\ndef f():\n    return 1\n```"]
+    )
+    out = run(ProgrammerOperator(), WorkflowState(bare), backend=backend)
+    assert "NameError: the program does not define f()" in backend.seen[1][-1]["content"]
+    assert out.error is None and out.answer.startswith("def f():")
+
+
+def test_planners_never_replace_the_candidate():
+    backend = ScriptedBackend(["<plan>1. redo it</plan>"])
+    out = run(PlanOperator(), WorkflowState(MATH, candidate="18"), backend=backend)
+    assert out.plan == "1. redo it" and out.answer is None
+
+
+def test_upstream_material_is_cut_to_max_material_chars():
+    backend = ScriptedBackend(["<answer>18</answer>"])
+    op = ReviseOperator(OperatorSettings(max_material_chars=100))
+    state = WorkflowState(MATH, candidate="9" * 1000, feedback="f" * 1000)
+    run(op, state, backend=backend)
+    prompt = backend.seen[0][1]["content"]
+    assert "9" * 100 + "\n[... truncated]" in prompt and "9" * 101 not in prompt
+    assert "f" * 100 + "\n[... truncated]" in prompt and "f" * 101 not in prompt

@@ -134,3 +134,11 @@ def test_bad_tasks_and_options_are_clear_errors() -> None:
 
 def test_score_answer_dispatches_code() -> None:
     assert score_answer(MBPP, "def add(a, b):\n    return a + b") == 1.0
+
+
+def test_rebinding_a_builtin_the_tests_use_does_not_pass_them() -> None:
+    half = Task("m/9", "mbpp", "code", "Write half(x).", "", entry_point="half",
+                tests=("assert abs(half(1) - 0.5) < 1e-9",))  # fmt: skip
+    assert SCORE(half, "def half(x):\n    return x / 2") == 1.0
+    cheat = "import builtins\nbuiltins.abs = lambda x: 0\ndef half(x):\n    return 7"
+    assert SCORE(half, cheat) == 0.0
