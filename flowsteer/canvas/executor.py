@@ -22,8 +22,9 @@ key its repair suggestion on the exception name), and the run goes on with the n
 
 Budget: each execution sees the backend through a meter that refuses calls past `max_calls`
 or once `max_tokens` is reached (tokens are known only after a call, so the concurrent calls
-of one parallel block can overshoot by their own size). After a refusal no further node is
-started and the error says so.
+of one parallel block can overshoot by their own size). Once the budget is spent no further
+node is started, and an error names what was skipped (later steps, or a loop's remaining
+iterations).
 
 Prefix cache: see `flowsteer.canvas.prefix_cache`; `cache_stats` counts hits.
 """
@@ -240,13 +241,18 @@ class WorkflowExecutor:
                 state = self._fold(state, await self._run_node(branch, state, run))
             return state
         if step.name == "loop":
-            for iteration in range(step.count or 1):
-                for kid in kids:
+            count = step.count or 1
+            for iteration in range(count):
+                for position, kid in enumerate(kids):
                     out = await self._run_node(kid, state, run, iteration)
                     state = self._fold(state, out)
                     if out.passed and self._is_checker(kid.name):
                         return state
                     if run.meter.exhausted:
+                        if position < len(kids) - 1 or iteration < count - 1:
+                            run.errors.append(
+                                f"{run.meter.why()}; skipped the rest of loop {step.id}"
+                            )
                         return state
             return state
         run.errors.append(f"ValueError: unknown structure {step.name!r} [{step.id}]")

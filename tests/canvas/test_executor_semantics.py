@@ -293,6 +293,16 @@ def test_loop_starts_no_node_once_the_budget_is_spent():
     result = execute(WorkflowExecutor(backend, max_calls=3), g)
     assert backend.calls == 3 and ran(result) == ["Custom", "Revise", "Review"]
     assert all(r.error is None for r in result.trace)
+    # the iterations the budget cut off are reported, as skipped top-level steps are
+    assert result.errors == [
+        "BudgetExceeded: workflow budget exhausted (3/3 backend calls, "
+        f"{result.tokens}/200000 tokens); skipped the rest of loop n2"
+    ]
+    # a loop whose last node spends the budget has skipped nothing
+    backend = ScriptedBackend(by_operator({**SOLVERS, "Review": "<verdict>FAIL</verdict>"}))
+    g = WorkflowGraph()
+    g.add_structure("loop", ["Revise", "Review"], count=1)
+    assert execute(WorkflowExecutor(backend, max_calls=2), g).ok
 
 
 def test_node_outputs_are_cut_to_max_output_chars():
