@@ -211,7 +211,7 @@ def test_requests_are_not_serialised() -> None:
         outs, elapsed = asyncio.run(many())
         assert all(o.ok for o in outs)
         assert server.max_in_flight >= 32
-        assert elapsed < 0.05 * 8  # serialised would be 3.2 s
+        assert elapsed < 1.6  # serialised would be 3.2 s; max_in_flight above is the real check
 
 
 def test_usable_across_sequential_event_loops() -> None:
