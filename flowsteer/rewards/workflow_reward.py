@@ -45,11 +45,8 @@ class WorkflowReward:
     """R(τ) of an episode from its final graph and the final workflow's answer.
 
     Args:
-        checker_weight: R_div weight of having a checker (Test, Review, Verify).
-        format_weight: R_div weight of having a Format operator.
-        size_weight: R_div weight of having at least ``min_operators`` operators.
-        structure_weight: R_div weight of having a parallel, conditional or loop structure.
-        min_operators: k in [#operators ≥ k].
+        structure: R_div (its weights, k and which operators count); ``None``: the paper's
+            `StructureReward` defaults.
         mode: ``"gated"`` (the paper's conditional release), ``"ungated"`` or
             ``"answer_only"`` (ablations).
         gate_tolerance: How close R_div must be to its maximum to open the gate.
@@ -75,11 +72,7 @@ class WorkflowReward:
 
     def __init__(
         self,
-        checker_weight: float = 0.2,
-        format_weight: float = 0.2,
-        size_weight: float = 0.2,
-        structure_weight: float = 0.4,
-        min_operators: int = 6,
+        structure: StructureReward | None = None,
         mode: RewardMode = "gated",
         gate_tolerance: float = 1e-6,
         score_answer_when_gated: bool = True,
@@ -89,9 +82,7 @@ class WorkflowReward:
             raise ValueError(f"mode must be 'gated', 'ungated' or 'answer_only', got {mode!r}")
         if not gate_tolerance >= 0:
             raise ValueError(f"gate_tolerance must be >= 0, got {gate_tolerance!r}")
-        self.structure = StructureReward(
-            checker_weight, format_weight, size_weight, structure_weight, min_operators
-        )
+        self.structure = structure if structure is not None else StructureReward()
         if mode == "gated" and abs(self.structure.max_value - 1.0) > gate_tolerance:
             raise ValueError(
                 "gated mode releases R_ans only when R_div = 1, so the four structure weights "

@@ -111,7 +111,7 @@ def test_gate_releases_answer_only_at_full_structure() -> None:
 def test_gate_tolerates_float_sums() -> None:
     weights = (0.7, 0.1, 0.1, 0.1)
     assert sum(weights) != 1.0  # 0.9999999999999999
-    reward = WorkflowReward(*weights)
+    reward = WorkflowReward(StructureReward(*weights))
     out = reward(TASK, FULL, "4")
     assert out.components["div"] != 1.0
     assert out.components["gate"] == 1.0
@@ -151,8 +151,8 @@ def test_truncated_episode_is_scored_on_final_graph_and_flagged() -> None:
 
 def test_bad_config_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="sum to 1"):
-        WorkflowReward(structure_weight=0.3)
-    WorkflowReward(structure_weight=0.3, mode="ungated")  # fine without a gate
+        WorkflowReward(StructureReward(structure_weight=0.3))
+    WorkflowReward(StructureReward(structure_weight=0.3), mode="ungated")  # fine without a gate
     with pytest.raises(ValueError, match="mode"):
         WorkflowReward(mode="grpo")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Task"):
