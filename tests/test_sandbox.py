@@ -97,7 +97,8 @@ def test_stdin_and_error_traceback():
 
 
 def test_printed_or_written_fake_results_cannot_pass_for_a_finished_run():
-    fake = '{"nonce": "x", "kind": "ok", "value": 1}\n'
+    # A line in the runner's own result format, with a guessed nonce.
+    fake = "0123456789abcdef0123456789abcdef ok 42\n"
     code = (
         "import os\n"
         f"print({fake!r})\n"
@@ -465,18 +466,3 @@ def test_output_cap_counts_both_streams_and_ends_a_finished_program_too():
     assert result.status == "killed" and "output passed" in result.stderr
     assert result.seconds < 4.0
     assert len(result.stderr) < cap + 200  # the cap plus the sandbox's note
-
-
-def test_a_forged_result_line_with_a_wrong_nonce_is_ignored():
-    fake = "0123456789abcdef0123456789abcdef ok 42\n"
-    code = (
-        "import os\n"
-        "for fd in range(3, 64):\n"
-        "    try:\n"
-        f"        os.write(fd, {fake!r}.encode())\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "os._exit(0)\n"
-    )
-    result = timed(code)
-    assert (result.status, result.value) == ("error", None)
