@@ -293,6 +293,14 @@ class Canvas:
         )
         return StepResult(observation, self._state == DONE_STATE, info)
 
+    async def final_result(self) -> ExecutionResult | None:
+        """The execution result the episode's reward scores: the final graph's own output.
+
+        Placeholder contract (issue 8, item 1 refines it): returns the last execution's result.
+        Rollouts and the director call this once, when the episode is over.
+        """
+        return self.last_result
+
     def _over(self) -> StepResult:
         msg = "the episode is over; no further actions are applied"
         obs = self.feedback.render(

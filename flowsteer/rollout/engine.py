@@ -1,0 +1,98 @@
+"""The `Engine` seam: whatever samples the policy's turns, token ids in, token ids out.
+
+Rollouts never see text on the way into the training sequence: an engine continues token-id
+prompts and returns the sampled ids with their log-probs, exactly as it sampled them. Engines:
+`HFEngine` (transformers ``generate`` on the live policy, CPU), `VLLMEngine` (in-process
+``vllm.LLM``) and `VLLMServerEngine` (``vllm serve`` over HTTP). vLLM is imported lazily, in
+one module, so importing this file costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from flowsteer.policy import Policy
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one continuation is sampled.
+
+    Attributes:
+        max_tokens: Most new tokens for this turn.
+        temperature: Sampling temperature; 0 means greedy.
+        top_p: Nucleus sampling mass (1.0: off).
+        top_k: Top-k sampling (0: off).
+        stop_token_ids: Token ids that end the turn; the one sampled is returned (it is part of
+            what the policy must learn to emit).
+        seed: Per-request seed, so a rollout is reproducible; ``None``: unseeded.
+    """
+
+    max_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One continuation to sample.
+
+    Attributes:
+        prompt_ids: The whole conversation so far, as token ids.
+        sampling: How to sample it.
+        constraint: A per-request decoding constraint (e.g. a grammar that depends on this
+            episode's canvas state); ``None``: unconstrained. Engines that cannot honour a
+            constraint must raise rather than ignore it.
+    """
+
+    prompt_ids: Sequence[int]
+    sampling: SamplingParams
+    constraint: object | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What the engine sampled for one request.
+
+    Attributes:
+        token_ids: The sampled ids, in order, including a sampled stop token.
+        logprobs: The sampling log-prob of each sampled id under the engine's weights
+            (same length as ``token_ids``).
+        finish_reason: ``"stop"`` (a stop token was sampled), ``"length"`` (``max_tokens``
+            reached) or ``"abort"`` (the engine gave up; ``error`` says why).
+        error: Why the request failed, if it did.
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: FinishReason
+    error: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Samples continuations of token-id prompts with the current policy weights."""
+
+    @property
+    def weights_version(self) -> int:
+        """The version of the policy weights this engine serves (0 before any sync)."""
+        ...
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Sample every request (one batched call); results in request order."""
+        ...
+
+    async def sync_weights(self, policy: Policy, version: int) -> None:
+        """Serve ``policy``'s current weights from now on, as ``version``."""
+        ...
+
+
+__all__ = ["Engine", "FinishReason", "Generation", "GenerationRequest", "SamplingParams"]
