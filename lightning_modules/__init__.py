@@ -1,0 +1,1 @@
+"""Lightning adapters over the core: the CWRPO module and the ``flowsteer`` command."""

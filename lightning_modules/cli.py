@@ -1,8 +1,8 @@
 """The ``flowsteer`` command.
 
-Training subcommands (``fit``, ``validate``) go to LightningCLI, which builds everything from
-YAML; the tool subcommands below are plain argparse over core functions so they start fast and
-never import Lightning.
+Training subcommands (``fit``, ``validate``, ``test``) go to LightningCLI, which builds everything
+from YAML (`lightning_modules.training_cli`); the tool subcommands below are plain argparse over
+core functions so they start fast and never import Lightning.
 """
 
 from __future__ import annotations
@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Train and use a Flow-Director: a small LLM policy that builds agentic workflows.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, what in (
+        ("fit", "train a policy with CWRPO from a YAML config (flowsteer fit --config ...)"),
+        ("validate", "play greedy episodes on the validation tasks and report accuracy"),
+        ("test", "play greedy episodes on the test tasks and report accuracy"),
+    ):
+        sub.add_parser(name, help=what, add_help=False)
 
     tiny = sub.add_parser("tiny-model", help="build a tiny offline Qwen3 policy + tokenizer")
     tiny.add_argument("out_dir", help="directory to save the model and tokenizer to")
@@ -107,9 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+TRAINING_COMMANDS = ("fit", "validate", "test")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flowsteer`` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in TRAINING_COMMANDS:
+        from lightning_modules.training_cli import run_training
+
+        return run_training(args_list)
     parser = _parser()
     args = parser.parse_args(args_list)
     if args.command is None:

@@ -1,0 +1,319 @@
+"""`RolloutCallback`: at the start of every RL iteration, play G episodes per task and fill the
+module's buffer.
+
+It pulls this rank's next tasks from the DataModule, runs the episodes through the injected engine
+(default: `HFEngine` on the live policy) on the canvas with the injected executor, scores them,
+computes advantages, collates the buffer the epoch trains on, and logs what the episodes say
+(`EpisodeStats`, backend faults, a sample table). Episodes the engine aborted have reward NaN and
+never train; backend faults are counted from the backend's own counters. It also plays the greedy
+episodes of validation and test for the module (`play_greedy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeVar
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from flowsteer.advantages import compute_advantages
+from flowsteer.canvas import FinishConstraints
+from flowsteer.canvas.execution import Executor
+from flowsteer.episode_stats import EpisodeStats
+from flowsteer.llm.backend import BackendStats
+from flowsteer.rewards import WorkflowReward
+from flowsteer.rollout.batch import collate
+from flowsteer.rollout.engine import Engine, SamplingParams
+from flowsteer.rollout.runner import RolloutRunner
+from flowsteer.rollout.trajectory import Trajectory
+from flowsteer.tasks import Task
+
+T = TypeVar("T")
+
+
+class RolloutCallback(L.Callback):
+    """Fills the rollout buffer at ``on_train_epoch_start``.
+
+    Args:
+        executor: Runs each workflow on the backend LLM (``None``: structure-only episodes).
+        reward: R(τ) of a finished episode (default: the paper's gated reward).
+        engine: Samples the policy's turns; ``None``: `HFEngine` on the live policy (CPU, no
+            weight sync needed).
+        group_size: Episodes per task (G).
+        max_turns: Policy turns per episode (paper: 20).
+        max_context_tokens: Longest conversation (paper: 16,384).
+        max_new_tokens: Most tokens per policy turn.
+        temperature: Sampling temperature of training episodes (validation is greedy).
+        top_p: Nucleus mass.
+        top_k: Top-k (0: off).
+        std_scale: Advantage std: per ``group``, per ``batch``, or ``none`` (Dr. GRPO).
+        zero_variance: Zero-variance groups: ``keep`` with A = 0, or ``drop`` before the update.
+        finish_constraints: What ``finish`` requires.
+        execution_timeout_s: Wall-clock limit of one workflow execution.
+        enable_thinking: Passed to the chat template (Qwen3).
+        hf_batch_size: Batch size of the default `HFEngine`.
+        seed: Seeds every episode's sampling (per iteration and rank).
+        check_backend: Send one tiny request to the executor's backend at start, so an
+            unreachable backend fails before any rollout.
+        samples_to_log: Episodes written to TensorBoard's text table each iteration.
+        progress: Show a rollout progress bar (episodes done / total, mean reward so far).
+    """
+
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        reward: WorkflowReward | None = None,
+        engine: Engine | None = None,
+        group_size: int = 8,
+        max_turns: int = 20,
+        max_context_tokens: int = 16384,
+        max_new_tokens: int = 1024,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        std_scale: Literal["group", "batch", "none"] = "group",
+        zero_variance: Literal["keep", "drop"] = "keep",
+        finish_constraints: FinishConstraints | None = None,
+        execution_timeout_s: float | None = None,
+        enable_thinking: bool | None = None,
+        hf_batch_size: int | None = None,
+        seed: int = 0,
+        check_backend: bool = True,
+        samples_to_log: int = 8,
+        progress: bool = True,
+    ) -> None:
+        if group_size < 1:
+            raise ValueError(f"RolloutCallback: group_size must be >= 1, got {group_size}")
+        self.executor = executor
+        self.reward = reward if reward is not None else WorkflowReward()
+        self.engine = engine
+        self.group_size = group_size
+        self.max_turns = max_turns
+        self.max_context_tokens = max_context_tokens
+        self.sampling = SamplingParams(
+            max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k
+        )
+        self.std_scale = std_scale
+        self.zero_variance = zero_variance
+        self.finish_constraints = finish_constraints
+        self.execution_timeout_s = execution_timeout_s
+        self.enable_thinking = enable_thinking
+        self.hf_batch_size = hf_batch_size
+        self.seed = seed
+        self.check_backend = check_backend
+        self.samples_to_log = samples_to_log
+        self.progress = progress
+        self.live_engine = engine is None
+        self.runner: RolloutRunner | None = None
+        self.greedy_runner: RolloutRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backend_seen = BackendStats()
+        self._tokenizer: Any = None
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on this callback's event loop (one loop for the whole run, so
+        backends that keep per-loop connections keep them)."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(coroutine)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        policy = pl_module.policy
+        self._tokenizer = policy.tokenizer
+        if self.engine is None:
+            from lightning.pytorch.strategies import ModelParallelStrategy
+
+            if isinstance(trainer.strategy, ModelParallelStrategy):
+                raise ValueError(
+                    "RolloutCallback: the default HFEngine samples from the live policy, which "
+                    "ModelParallelStrategy shards; set rollout engine to a VLLMEngine"
+                )
+            from flowsteer.rollout.hf_engine import HFEngine
+
+            self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
+        if self.check_backend and self.executor is not None:
+            self._check_backend()
+        self.runner = self._runner(self.sampling)
+        self.greedy_runner = self._runner(
+            SamplingParams(max_tokens=self.sampling.max_tokens, temperature=0.0)
+        )
+        pl_module.player = self
+        if stage == "fit":
+            datamodule = trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "next_train_tasks"):
+                raise ValueError("RolloutCallback: fit needs a TaskDataModule (data: in the config)")
+            pl_module.rollout_size = datamodule.tasks_per_rank * self.group_size
+
+    def _runner(self, sampling: SamplingParams) -> RolloutRunner:
+        assert self.engine is not None
+        return RolloutRunner(
+            self.engine,
+            self._tokenizer,
+            self.executor,
+            self.reward,
+            max_turns=self.max_turns,
+            max_context_tokens=self.max_context_tokens,
+            sampling=sampling,
+            finish_constraints=self.finish_constraints,
+            execution_timeout_s=self.execution_timeout_s,
+            enable_thinking=self.enable_thinking,
+        )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._backend_seen = self._backend_stats()
+
+    def _check_backend(self) -> None:
+        backend = getattr(self.executor, "backend", None)
+        if backend is None:
+            return
+        reply = self.run_async(
+            backend.complete([{"role": "user", "content": "ping"}], max_tokens=4, temperature=0.0)
+        )
+        if reply.error and not reply.error.startswith("empty content"):  # empty: it did answer
+            where = getattr(backend, "base_url", None) or getattr(backend, "model_path", "")
+            raise ValueError(
+                f"RolloutCallback: the executor's backend {type(backend).__name__} "
+                f"({where}) does not answer: {reply.error}"
+            )
+
+    def _backend_stats(self) -> BackendStats:
+        backend = getattr(self.executor, "backend", None)
+        stats = getattr(backend, "stats", None)
+        return stats if isinstance(stats, BackendStats) else BackendStats()
+
+    # -- the iteration -------------------------------------------------------------------------
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert self.runner is not None and self.engine is not None
+        if not self.live_engine and self.engine.weights_version != trainer.global_step:
+            raise RuntimeError(
+                f"RolloutCallback: the engine serves weights version {self.engine.weights_version} "
+                f"but the policy is at step {trainer.global_step}; add a WeightSyncCallback"
+            )
+        started = time.perf_counter()
+        tasks = trainer.datamodule.next_train_tasks()
+        seed = (self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank) & 0x7FFFFFFF
+        trajectories = self._play(self.runner, tasks, seed, trainer)
+        rollout_s = time.perf_counter() - started
+        ok = [i for i, t in enumerate(trajectories) if t.error is None and not math.isnan(t.reward)]
+        if not ok:
+            raise RuntimeError(
+                f"RolloutCallback: every one of {len(trajectories)} episodes failed this iteration "
+                f"(first error: {trajectories[0].error if trajectories else 'none'})"
+            )
+        good = [trajectories[i] for i in ok]
+        rewards = torch.tensor([t.reward for t in good], dtype=torch.float32)
+        groups = torch.tensor([t.group_id for t in good], dtype=torch.long)
+        advantages = compute_advantages(
+            rewards, groups, std_scale=self.std_scale, zero_variance=self.zero_variance
+        )
+        batch = collate(good, advantages, self._tokenizer.pad_token_id)
+        rows = [i for i, keep in enumerate(advantages.keep.tolist()) if keep]
+        pl_module.set_rollout(batch, rows)
+        self._log(trainer, pl_module, trajectories, advantages, rollout_s)
+
+    def _play(
+        self, runner: RolloutRunner, tasks: Sequence[Task], seed: int | None, trainer: L.Trainer | None
+    ) -> list[Trajectory]:
+        total = len(tasks) * self.group_size
+        bar = None
+        if self.progress and trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="rollout", leave=False, dynamic_ncols=True)
+        done: list[float] = []
+
+        def on_done(trajectory: Trajectory) -> None:
+            if not math.isnan(trajectory.reward):
+                done.append(trajectory.reward)
+            if bar is not None:
+                bar.update(1)
+                if done:
+                    bar.set_postfix(reward=f"{sum(done) / len(done):.3f}")
+
+        try:
+            return self.run_async(runner.run(tasks, self.group_size, seed=seed, on_episode_done=on_done))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _log(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        trajectories: list[Trajectory],
+        advantages: Any,
+        rollout_s: float,
+    ) -> None:
+        stats = EpisodeStats.of(trajectories, div_max=self.reward.structure.max_value)
+        metrics = stats.to_dict("rollout")
+        metrics["rollout/zero_variance_groups"] = float(advantages.zero_variance_groups)
+        metrics["time/rollout_s"] = rollout_s
+        now = self._backend_stats()
+        seen, self._backend_seen = self._backend_seen, now
+        metrics["backend/calls"] = float(now.calls - seen.calls)
+        metrics["backend/requests"] = float(now.requests - seen.requests)
+        metrics["backend/retries"] = float(now.retries - seen.retries)
+        metrics["backend/failures"] = float(now.failures - seen.failures)
+        # A faulty request was either retried or ended its call as a failure.
+        metrics["backend/faults"] = metrics["backend/retries"] + metrics["backend/failures"]
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx=_reduce(name))
+        self._log_samples(trainer, trajectories)
+
+    @rank_zero_only
+    def _log_samples(self, trainer: L.Trainer, trajectories: list[Trajectory]) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        logger = trainer.logger
+        if not isinstance(logger, TensorBoardLogger) or self.samples_to_log <= 0:
+            return
+        rows = ["| task | source | DSL | answer | reward |", "|---|---|---|---|---|"]
+        for t in trajectories[: self.samples_to_log]:
+            answer = "-" if t.answer is None else " ".join(t.answer.split())[:80]
+            dsl = t.dsl or "(empty)"
+            reward = "failed: " + str(t.error)[:60] if t.error else f"{t.reward:.3f}"
+            rows.append(f"| {t.task_id} | {t.source} | {_cell(dsl)} | {_cell(answer)} | {reward} |")
+        logger.experiment.add_text("rollout/samples", "\n".join(rows), global_step=trainer.global_step)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def play_greedy(self, tasks: Sequence[Task]) -> list[Trajectory]:
+        """One greedy episode per held-out task (what validation and test score)."""
+        assert self.greedy_runner is not None
+        return self.run_async(self.greedy_runner.run(list(tasks), 1, seed=self.seed))
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._loop is not None and not self._loop.is_closed() and stage in ("fit", "validate", "test"):
+            backend = getattr(self.executor, "backend", None)
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                self._loop.run_until_complete(close())
+
+    # -- checkpoint ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"group_size": self.group_size, "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("group_size", self.group_size) != self.group_size:
+            raise ValueError(
+                f"RolloutCallback: the checkpoint was trained with group_size "
+                f"{state_dict['group_size']}, this run has {self.group_size}"
+            )
+
+
+def _reduce(name: str) -> str:
+    counts = ("backend/", "rollout/episodes", "rollout/failed_episodes", "rollout/zero_variance_groups")
+    return "sum" if name.startswith(counts) else "mean"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,133 @@
+"""The update phase of one RL iteration, in plain torch: which rows each optimizer step sees, the
+old-policy log-probs of the whole buffer, and micro-batching under a global token normaliser.
+
+One iteration's rollout buffer is split into minibatches (one optimizer step each) for
+``ppo_epochs`` passes; each minibatch is split again into micro-batches for gradient
+accumulation. ``cwrpo_loss(num_tokens=…)`` is given the minibatch's mask-1 token count over all
+ranks, so summing the micro-batch losses (and averaging gradients over ranks, times the world
+size) gives exactly the full minibatch's token-mean loss. The trainer adapters call these; nothing
+here knows about Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import torch
+
+from flowsteer.policy import Policy
+from flowsteer.rollout.batch import RolloutBatch
+
+
+@dataclass(frozen=True)
+class MinibatchPlan:
+    """Row indices of every optimizer step of one iteration.
+
+    Attributes:
+        steps: ``steps[k]`` holds the buffer rows of step k; ``ppo_epochs`` passes of
+            ``minibatches_per_epoch`` steps each, every pass a fresh seeded permutation.
+        minibatches_per_epoch: Steps per pass over the buffer.
+    """
+
+    steps: tuple[tuple[int, ...], ...]
+    minibatches_per_epoch: int
+
+
+def num_minibatches(rollout_size: int, minibatch_size: int) -> int:
+    """Optimizer steps per pass over a buffer of ``rollout_size`` rows."""
+    if rollout_size < 1 or minibatch_size < 1:
+        raise ValueError(
+            f"rollout_size and minibatch_size must be >= 1, got {rollout_size}, {minibatch_size}"
+        )
+    return math.ceil(rollout_size / minibatch_size)
+
+
+def plan_minibatches(
+    rows: list[int], rollout_size: int, minibatch_size: int, ppo_epochs: int, seed: int
+) -> MinibatchPlan:
+    """Shuffle ``rows`` once per pass and cut it into a fixed number of minibatches.
+
+    The number of steps depends only on ``rollout_size`` (the buffer size before any rows were
+    dropped), so every rank takes the same number of optimizer steps even when zero-variance
+    groups were dropped on some ranks; such a pass simply has smaller (or empty) minibatches.
+
+    Args:
+        rows: Buffer rows that train (all rows, or those kept after dropping).
+        rollout_size: Rows the iteration produced.
+        minibatch_size: Rows per optimizer step.
+        ppo_epochs: Passes over the buffer.
+        seed: Seeds the permutations (the caller derives it from the run seed and iteration).
+    """
+    if ppo_epochs < 1:
+        raise ValueError(f"ppo_epochs must be >= 1, got {ppo_epochs}")
+    per_epoch = num_minibatches(rollout_size, minibatch_size)
+    generator = torch.Generator().manual_seed(seed)
+    steps: list[tuple[int, ...]] = []
+    for _ in range(ppo_epochs):
+        order = [rows[i] for i in torch.randperm(len(rows), generator=generator).tolist()]
+        size = math.ceil(len(order) / per_epoch) if order else 0
+        steps += [tuple(order[k * size : (k + 1) * size]) for k in range(per_epoch)]
+    return MinibatchPlan(tuple(steps), per_epoch)
+
+
+def micro_batches(batch: RolloutBatch, micro_batch_size: int) -> Iterator[RolloutBatch]:
+    """Consecutive slices of at most ``micro_batch_size`` rows, each trimmed to its longest row."""
+    if micro_batch_size < 1:
+        raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
+    for start in range(0, len(batch), micro_batch_size):
+        yield trim(batch.select(list(range(start, min(start + micro_batch_size, len(batch))))))
+
+
+def trim(batch: RolloutBatch) -> RolloutBatch:
+    """Drop the padding columns every row shares (right padding), so short micro-batches are cheap."""
+    if len(batch) == 0:
+        return batch
+    length = int(batch.attention_mask.sum(dim=1).max())
+    if length == batch.input_ids.shape[1]:
+        return batch
+    cut = {
+        name: value[:, :length]
+        for name in (
+            "input_ids",
+            "attention_mask",
+            "loss_mask",
+            "rollout_logprobs",
+            "old_logprobs",
+            "ref_logprobs",
+        )
+        if (value := getattr(batch, name)) is not None
+    }
+    return replace(batch, **cut)
+
+
+@torch.no_grad()
+def score_buffer(
+    policy: Policy, batch: RolloutBatch, micro_batch_size: int, *, reference: bool
+) -> RolloutBatch:
+    """The buffer with ``old_logprobs`` (and ``ref_logprobs`` when ``reference``) filled in.
+
+    Computed once per iteration, before the first update, under ``no_grad`` and in micro-batches
+    (the caller picks train/eval mode). Padding columns score 0.
+
+    Args:
+        policy: The policy as it is before this iteration's first update.
+        batch: The iteration's buffer, ``[B, T]``.
+        micro_batch_size: Rows per forward pass.
+        reference: Also score under the reference policy (needed when the KL coefficient > 0).
+    """
+    old = torch.zeros_like(batch.rollout_logprobs)
+    ref = torch.zeros_like(batch.rollout_logprobs) if reference else None
+    for start in range(0, len(batch), micro_batch_size):
+        rows = slice(start, min(start + micro_batch_size, len(batch)))
+        ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
+        length = int(mask.sum(dim=1).max()) if mask.numel() else 0
+        ids, mask = ids[:, :length], mask[:, :length]
+        old[rows, :length] = policy.token_logprobs(ids, mask).logprobs.to(old.dtype)
+        if ref is not None:
+            ref[rows, :length] = policy.reference_logprobs(ids, mask).to(ref.dtype)
+    return replace(batch, old_logprobs=old, ref_logprobs=ref)
+
+
+__all__ = ["MinibatchPlan", "micro_batches", "num_minibatches", "plan_minibatches", "score_buffer", "trim"]

@@ -1,0 +1,379 @@
+"""`CWRPOModule`: the policy and the CWRPO update, as a LightningModule.
+
+One RL iteration is one training epoch. The rollout callback fills this module's buffer at
+``on_train_epoch_start``; the module then scores the buffer under the current (old) policy once,
+and every training step is one optimizer step on one minibatch of it (``ppo_epochs`` passes), so
+the clip acts from the second minibatch on. Optimisation is manual: a step accumulates gradients
+over micro-batches whose losses are normalised by the minibatch's token count over all ranks
+(`cwrpo_loss(num_tokens=…)`), which Lightning's automatic accumulation (a division by the number
+of micro-batches) cannot express. The algorithm lives in the core (`flowsteer.losses`,
+`flowsteer.update`); this class wires it to Lightning: devices, sharding, logging, checkpoints.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric
+
+from flowsteer.losses import cwrpo_loss
+from flowsteer.policy import Policy
+from flowsteer.rollout.batch import RolloutBatch
+from flowsteer.update import micro_batches, num_minibatches, plan_minibatches, score_buffer, trim
+
+from lightning_modules.buffer import IterationBuffer, MinibatchLoader
+
+
+class CWRPOModule(L.LightningModule):
+    """Holds the policy (LoRA or full) and runs the CWRPO update over each iteration's buffer.
+
+    Args:
+        policy: The policy to train; its ``model`` is what the optimizer updates.
+        optimizer: Builds the optimizer from the trainable parameters (YAML: ``class_path``).
+        scheduler: Builds the LR scheduler; stepped once per RL iteration (paper: cosine with
+            10 warm-up iterations).
+        ppo_epochs: Passes over the buffer per iteration.
+        minibatch_size: Episodes per optimizer step, per rank.
+        micro_batch_size: Episodes per forward/backward (gradient accumulation inside a step).
+        clip_eps_low: Lower clip ε of the ratio.
+        clip_eps_high: Upper clip ε of the ratio.
+        kl_coef: β of the KL penalty to the reference policy (0: no reference is scored).
+        kl_estimator: Per-token KL estimator.
+        loss_agg: How token losses are aggregated.
+        tis_cap: Truncated importance sampling cap for the engine/trainer mismatch (``None``: off).
+        max_grad_norm: Clip the gradient norm to this (``None``: measure it, never clip).
+        log_entropy: Compute the policy entropy on trained tokens (costs one more vocabulary pass).
+        old_logprobs_in_eval: Score the old policy with dropout off (the sampling engine has none).
+        seed: Seeds each iteration's minibatch order.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        scheduler: LRSchedulerCallable | None = None,
+        ppo_epochs: int = 1,
+        minibatch_size: int = 8,
+        micro_batch_size: int = 4,
+        clip_eps_low: float = 0.2,
+        clip_eps_high: float = 0.2,
+        kl_coef: float = 0.0,
+        kl_estimator: Literal["k1", "k2", "k3"] = "k3",
+        loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean",
+        tis_cap: float | None = None,
+        max_grad_norm: float | None = 1.0,
+        log_entropy: bool = True,
+        old_logprobs_in_eval: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("ppo_epochs", ppo_epochs), ("minibatch_size", minibatch_size), ("micro_batch_size", micro_batch_size)):
+            if value < 1:
+                raise ValueError(f"CWRPOModule: {name} must be >= 1, got {value}")
+        if kl_coef > 0 and not getattr(policy, "_has_reference", True):
+            raise ValueError("CWRPOModule: kl_coef > 0 needs a policy built with_reference=True")
+        self.save_hyperparameters(ignore=["policy", "optimizer", "scheduler"])
+        self.automatic_optimization = False
+        self.policy = policy
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.ppo_epochs = ppo_epochs
+        self.minibatch_size = minibatch_size
+        self.micro_batch_size = micro_batch_size
+        self.clip_eps_low = clip_eps_low
+        self.clip_eps_high = clip_eps_high
+        self.kl_coef = kl_coef
+        self.kl_estimator = kl_estimator
+        self.loss_agg = loss_agg
+        self.tis_cap = tis_cap
+        self.max_grad_norm = max_grad_norm
+        self.log_entropy = log_entropy
+        self.old_logprobs_in_eval = old_logprobs_in_eval
+        self.seed = seed
+        # Set by the rollout callback in its `setup` (it knows tasks per rank × group size).
+        self.rollout_size: int | None = None
+        self.player: Any = None
+        self.buffer: IterationBuffer | None = None
+        self.loader = MinibatchLoader(self)
+        self.eval_accuracy = torch.nn.ModuleDict()
+        self._pending_rank_state: dict[str, Any] | None = None
+        self._update_started: float | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        """Under `ModelParallelStrategy`, shard every decoder layer and the root with FSDP2."""
+        if self._device_mesh is None:
+            return
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self._device_mesh
+        if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
+            raise ValueError(
+                "CWRPOModule shards with FSDP2 only: set the ModelParallelStrategy's "
+                "data_parallel_size to the number of devices and tensor_parallel_size to 1"
+            )
+        dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
+        if any(type(m).__name__ == "FSDPModule" or hasattr(m, "reshard") for m in self.policy.modules()):
+            return  # already sharded (configure_model runs again for validate/test after fit)
+        for layer in _decoder_layers(self.policy.model):
+            fully_shard(layer, mesh=dp_mesh)
+        fully_shard(self.policy, mesh=dp_mesh)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        tasks = []
+        if datamodule is not None:
+            tasks = list(getattr(datamodule, "val_tasks", [])) + list(getattr(datamodule, "test_tasks", []))
+        for source in dict.fromkeys(t.source for t in tasks):
+            if source not in self.eval_accuracy:
+                self.eval_accuracy[source] = MeanMetric()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.policy.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def train_dataloader(self) -> MinibatchLoader:
+        if self.rollout_size is None:
+            raise ValueError(
+                "CWRPOModule: no RolloutCallback in trainer.callbacks (it fills the rollout buffer "
+                "every iteration); add one under trainer.callbacks in the config"
+            )
+        return self.loader
+
+    def steps_per_iteration(self) -> int:
+        """Optimizer steps per RL iteration (per rank; equal on every rank)."""
+        assert self.rollout_size is not None
+        return self.ppo_epochs * num_minibatches(self.rollout_size, self.minibatch_size)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch.to(device) if hasattr(batch, "to") else batch
+
+    # -- the iteration -----------------------------------------------------------------------
+
+    def set_rollout(self, batch: RolloutBatch, rows: list[int]) -> None:
+        """Called by the rollout callback: this iteration's buffer and the rows that train."""
+        self.buffer = IterationBuffer(batch=batch, rows=list(rows), plan=None, iteration=self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        if self.buffer is None:
+            raise RuntimeError("CWRPOModule: the rollout callback did not fill the buffer for this iteration")
+        if self.buffer.plan is not None:
+            return
+        started = time.perf_counter()
+        was_training = self.policy.training
+        if self.old_logprobs_in_eval:
+            self.policy.eval()
+        batch = self.buffer.batch.to(self.device)
+        scored = score_buffer(self.policy, batch, self.micro_batch_size, reference=self.kl_coef > 0)
+        self.policy.train(was_training)
+        assert self.rollout_size is not None
+        plan = plan_minibatches(
+            self.buffer.rows,
+            self.rollout_size,
+            self.minibatch_size,
+            self.ppo_epochs,
+            seed=_derive_seed(self.seed, self.current_epoch, self.global_rank),
+        )
+        self.buffer = IterationBuffer(
+            batch=scored, rows=self.buffer.rows, plan=plan, iteration=self.buffer.iteration
+        )
+        self._update_started = time.perf_counter()
+        self.log("time/score_old_s", self._update_started - started, on_epoch=True, on_step=False)
+
+    def training_step(self, batch: RolloutBatch, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)
+        world = self.trainer.world_size
+        rows = len(batch)
+        dummy = rows == 0  # a rank with nothing left still joins the collective backward
+        if dummy:
+            assert self.buffer is not None
+            batch = self.buffer.batch.select([0]).to(self.device)
+        local = torch.tensor([float(batch.num_loss_tokens), float(len(batch))], device=self.device)
+        if dummy:
+            local.zero_()
+        total = self._all_reduce_sum(local)
+        num_tokens, num_rows = float(total[0]), float(total[1])
+        stats_sum: dict[str, float] = {}
+        weight_sum = 0.0
+        for micro in micro_batches(batch, self.micro_batch_size):
+            out = self.policy.token_logprobs(micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy)
+            result = cwrpo_loss(
+                out.logprobs,
+                micro.old_logprobs,
+                micro.advantages,
+                micro.loss_mask,
+                ref_logprobs=micro.ref_logprobs if self.kl_coef > 0 else None,
+                rollout_logprobs=micro.rollout_logprobs,
+                clip_eps_low=self.clip_eps_low,
+                clip_eps_high=self.clip_eps_high,
+                kl_coef=self.kl_coef,
+                kl_estimator=self.kl_estimator,
+                loss_agg=self.loss_agg,
+                tis_cap=self.tis_cap,
+                num_tokens=max(num_tokens, 1.0),
+                entropy=out.entropy,
+            )
+            loss = result.loss
+            if self.loss_agg != "token-mean":  # a per-sequence mean: weight by this slice's rows
+                loss = loss * (len(micro) / max(num_rows, 1.0))
+            # DDP and FSDP2 average gradients over ranks; the normaliser above is already global.
+            self.manual_backward(loss * (0.0 if dummy else world))
+            tokens = float(micro.num_loss_tokens)
+            for name, value in result.stats.to_dict(prefix="train").items():
+                stats_sum[name] = stats_sum.get(name, 0.0) + value * tokens
+            weight_sum += tokens
+        grad_norm = self._clip_and_norm()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if batch_idx == self.steps_per_iteration() - 1:
+            self._end_iteration()
+        metrics = {name: value / max(weight_sum, 1.0) for name, value in stats_sum.items()}
+        metrics.pop("train/num_tokens", None)
+        metrics["train/grad_norm"] = grad_norm
+        metrics["train/tokens"] = num_tokens
+        loss_value = metrics.get("train/pg_loss", 0.0)
+        self.log("train/loss", loss_value, prog_bar=True, on_step=True, on_epoch=False, batch_size=max(rows, 1))
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
+        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def _end_iteration(self) -> None:
+        """After the iteration's last optimizer step: step the scheduler, time the update."""
+        scheduler = self.lr_schedulers()
+        if scheduler is not None and not isinstance(scheduler, list):
+            scheduler.step()
+        if self._update_started is not None:
+            self.log("time/update_s", time.perf_counter() - self._update_started, on_epoch=True, on_step=False)
+            self._update_started = None
+
+    def _all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            value = value.clone()
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+    def _clip_and_norm(self) -> float:
+        params = [p for p in self.policy.trainable_parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.max_grad_norm if self.max_grad_norm is not None else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
+            norm = norm.full_tensor()
+        return float(norm)
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, tasks: Any, stage: str) -> None:
+        if self.player is None:
+            raise ValueError(f"CWRPOModule: {stage} needs a RolloutCallback in trainer.callbacks to play episodes")
+        trajectories = self.player.play_greedy(list(tasks))
+        for trajectory in trajectories:
+            answer = trajectory.reward_components.get("answer", float("nan"))
+            correct = 0.0 if trajectory.error is not None or answer != answer else float(answer)
+            self.eval_accuracy[trajectory.source].update(correct)
+        for source, metric in self.eval_accuracy.items():
+            self.log(f"{stage}/accuracy/{source}", metric, on_epoch=True, on_step=False)
+        rewards = [t.reward for t in trajectories if t.error is None]
+        if rewards:
+            self.log(f"{stage}/reward/total", sum(rewards) / len(rewards), on_epoch=True, batch_size=len(rewards), sync_dist=True)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Every rank's buffer, loader position and RNG states (gathered; rank 0 writes them)."""
+        mine = {"buffer": self.buffer.state_dict() if self.buffer is not None else None, "rng": _rng_state()}
+        if self.trainer.world_size > 1 and dist.is_initialized():
+            states: list[Any] = [None] * self.trainer.world_size
+            dist.all_gather_object(states, mine)
+        else:
+            states = [mine]
+        checkpoint["flowsteer"] = {"ranks": states, "loader": self.loader.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("flowsteer")
+        if not state:
+            return
+        ranks = state["ranks"]
+        if len(ranks) != self.trainer.world_size:
+            raise ValueError(
+                f"CWRPOModule: the checkpoint was written by {len(ranks)} ranks, this run has "
+                f"{self.trainer.world_size}; resume with the same number of devices"
+            )
+        mine = ranks[self.trainer.global_rank]
+        self.buffer = IterationBuffer.from_state_dict(mine["buffer"]) if mine["buffer"] else None
+        self._pending_rank_state = mine
+        self.loader.load_state_dict(state["loader"])
+
+    def on_train_start(self) -> None:
+        if self._pending_rank_state is not None:
+            _set_rng_state(self._pending_rank_state["rng"])
+            self._pending_rank_state = None
+        if self.buffer is not None and self.buffer.plan is not None:
+            self._update_started = time.perf_counter()
+
+    def minibatches(self, start: int) -> Iterator[RolloutBatch]:
+        """This iteration's minibatches from step ``start`` on (what the train loader yields)."""
+        if self.buffer is None or self.buffer.plan is None:
+            raise RuntimeError("CWRPOModule: the buffer is not scored yet (on_train_epoch_start did not run)")
+        for rows in self.buffer.plan.steps[start:]:
+            yield trim(self.buffer.batch.select(list(rows)))
+
+
+def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks FSDP2 shards one by one (HF models name them `_no_split_modules`)."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"CWRPOModule: found no decoder layers to shard in {type(model).__name__}")
+    return layers
+
+
+def _derive_seed(seed: int, iteration: int, rank: int) -> int:
+    return (seed * 1_000_003 + iteration * 7919 + rank) & 0x7FFFFFFF
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:  # pragma: no cover
+        pass
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+__all__ = ["CWRPOModule"]
