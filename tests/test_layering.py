@@ -26,6 +26,7 @@ TORCH_SIDE = (
     "flowsteer.losses",
     "flowsteer.advantages",
     "flowsteer.policy",
+    "flowsteer.token_logprobs",
     "flowsteer.rollout",
 )
 
