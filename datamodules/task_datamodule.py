@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
+from torch.utils.data import DataLoader
 
 from flowsteer.tasks import Task, TaskMixture, read_tasks
 
@@ -188,17 +189,15 @@ class TaskDataModule(L.LightningDataModule):
         rollout callback fills from `next_train_tasks`; the module owns its minibatching."""
         return self.trainer.lightning_module.train_dataloader()
 
-    def _eval_batches(self, tasks: list[Task]) -> list[TaskBatch]:
-        rank, world = self._world
-        mine = tasks[rank::world]
-        size = self.eval_batch_size
-        return [TaskBatch(mine[i : i + size]) for i in range(0, len(mine), size)]
+    def _eval_loader(self, tasks: list[Task]) -> DataLoader:
+        # Under DDP Lightning adds a DistributedSampler, so ranks play distinct tasks.
+        return DataLoader(tasks, batch_size=self.eval_batch_size, shuffle=False, collate_fn=TaskBatch)
 
-    def val_dataloader(self) -> list[TaskBatch]:
-        return self._eval_batches(self.val_tasks)
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_tasks)
 
-    def test_dataloader(self) -> list[TaskBatch]:
-        return self._eval_batches(self.test_tasks)
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_tasks)
 
     # -- checkpoint ----------------------------------------------------------------------------
 

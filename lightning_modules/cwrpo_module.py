@@ -77,7 +77,7 @@ class CWRPOModule(L.LightningModule):
         for name, value in (("ppo_epochs", ppo_epochs), ("minibatch_size", minibatch_size), ("micro_batch_size", micro_batch_size)):
             if value < 1:
                 raise ValueError(f"CWRPOModule: {name} must be >= 1, got {value}")
-        if kl_coef > 0 and not getattr(policy, "_has_reference", True):
+        if kl_coef > 0 and not policy.has_reference:
             raise ValueError("CWRPOModule: kl_coef > 0 needs a policy built with_reference=True")
         self.save_hyperparameters(ignore=["policy", "optimizer", "scheduler"])
         self.automatic_optimization = False
@@ -112,7 +112,7 @@ class CWRPOModule(L.LightningModule):
         """Under `ModelParallelStrategy`, shard every decoder layer and the root with FSDP2."""
         if self._device_mesh is None:
             return
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
         mesh = self._device_mesh
         if "tensor_parallel" in (mesh.mesh_dim_names or ()) and mesh["tensor_parallel"].size() > 1:
@@ -121,11 +121,14 @@ class CWRPOModule(L.LightningModule):
                 "data_parallel_size to the number of devices and tensor_parallel_size to 1"
             )
         dp_mesh = mesh["data_parallel"] if "data_parallel" in (mesh.mesh_dim_names or ()) else mesh
-        if any(type(m).__name__ == "FSDPModule" or hasattr(m, "reshard") for m in self.policy.modules()):
+        if isinstance(self.policy, FSDPModule):
             return  # already sharded (configure_model runs again for validate/test after fit)
         for layer in _decoder_layers(self.policy.model):
             fully_shard(layer, mesh=dp_mesh)
         fully_shard(self.policy, mesh=dp_mesh)
+        # The trainer calls these methods, not `forward`: let them gather the root's shards too.
+        register_fsdp_forward_method(self.policy, "token_logprobs")
+        register_fsdp_forward_method(self.policy, "reference_logprobs")
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -323,6 +326,7 @@ class CWRPOModule(L.LightningModule):
         self.loader.load_state_dict(state["loader"])
 
     def on_train_start(self) -> None:
+        self.policy.train()  # from_pretrained returns eval mode
         if self._pending_rank_state is not None:
             _set_rng_state(self._pending_rank_state["rng"])
             self._pending_rank_state = None
