@@ -214,7 +214,7 @@ class RolloutCallback(L.Callback):
         advantages = compute_advantages(
             rewards, groups, std_scale=self.std_scale, zero_variance=self.zero_variance
         )
-        batch = collate(good, advantages, self._tokenizer.pad_token_id)
+        batch = collate(good, advantages.values, self._tokenizer.pad_token_id)
         rows = [i for i, keep in enumerate(advantages.keep.tolist()) if keep]
         pl_module.set_rollout(batch, rows)
         self._log(trainer, pl_module, trajectories, advantages, rollout_s)

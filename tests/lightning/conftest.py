@@ -1,0 +1,86 @@
+"""Fixtures for the Lightning adapters: a tiny policy built once, and a tiny fit config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "flowsteer" / "examples" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from flowsteer.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "policy")
+
+
+def tiny_config(
+    run_dir: Path, policy: Path, *, epochs: int = 2, executor: dict | None = None, extra_callbacks=()
+) -> dict:
+    """A seconds-long fit: 2 sources × 1 task × G=2, one turn of 8 tokens, 2 steps/iteration."""
+    rollout = {
+        "class_path": "callbacks.RolloutCallback",
+        "init_args": {
+            "group_size": 2,
+            "max_turns": 1,
+            "max_context_tokens": 2048,
+            "max_new_tokens": 8,
+            "seed": 0,
+            "progress": False,
+            **({"executor": executor} if executor else {}),
+        },
+    }
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": epochs,
+            "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(run_dir),
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(run_dir), "name": "tb"},
+            },
+            "callbacks": [
+                rollout,
+                {"class_path": "callbacks.WeightSyncCallback", "init_args": {"tolerance": 1e-3}},
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {
+                        "dirpath": str(run_dir / "checkpoints"),
+                        "save_last": True,
+                        "every_n_train_steps": 1,
+                        "save_top_k": 0,
+                    },
+                },
+                *extra_callbacks,
+            ],
+        },
+        "model": {
+            "policy": {"class_path": "flowsteer.policy.Policy", "init_args": {"model": str(policy)}},
+            "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
+            "minibatch_size": 2,
+            "micro_batch_size": 1,
+        },
+        "data": {
+            "train": [
+                {"source": "gsm8k", "path": str(EXAMPLES / "gsm8k_sample.jsonl")},
+                {"source": "humaneval", "path": str(EXAMPLES / "humaneval_sample.jsonl")},
+            ],
+            "tasks_per_source": 1,
+        },
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
