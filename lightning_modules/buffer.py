@@ -83,8 +83,12 @@ class MinibatchLoader:
 
     def _iterate(self) -> Iterator[RolloutBatch]:
         buffer = self.module.buffer
-        if buffer is None:
-            raise RuntimeError("MinibatchLoader: no rollout buffer (the rollout callback did not run)")
+        if buffer is None or buffer.iteration != self.module.current_epoch:
+            # Lightning 2.6 skips ``on_train_epoch_start`` for the first epoch after resuming
+            # from a checkpoint written at an epoch's last step; run the iteration's start here.
+            self.module.start_iteration()
+            buffer = self.module.buffer
+        assert buffer is not None
         start = 0
         if self._resume is not None and self._resume[0] == buffer.iteration:
             start = self._resume[1]

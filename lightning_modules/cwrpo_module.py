@@ -168,6 +168,13 @@ class CWRPOModule(L.LightningModule):
         """Called by the rollout callback: this iteration's buffer and the rows that train."""
         self.buffer = IterationBuffer(batch=batch, rows=list(rows), plan=None, iteration=self.current_epoch)
 
+    def start_iteration(self) -> None:
+        """Run the epoch-start hooks (rollout, then scoring) when Lightning did not."""
+        from lightning.pytorch.trainer import call
+
+        call._call_callback_hooks(self.trainer, "on_train_epoch_start")
+        call._call_lightning_module_hook(self.trainer, "on_train_epoch_start")
+
     def on_train_epoch_start(self) -> None:
         if self.buffer is None:
             raise RuntimeError("CWRPOModule: the rollout callback did not fill the buffer for this iteration")
@@ -361,7 +368,9 @@ def _rng_state() -> dict[str, Any]:
     try:
         import numpy as np
 
-        state["numpy"] = np.random.get_state()
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        # Tensors and plain numbers only, so Lightning's weights_only checkpoint loading accepts it.
+        state["numpy"] = (name, torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached))
     except ImportError:  # pragma: no cover
         pass
     if torch.cuda.is_available():
@@ -375,7 +384,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     if "numpy" in state:
         import numpy as np
 
-        np.random.set_state(state["numpy"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
