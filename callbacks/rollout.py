@@ -114,6 +114,7 @@ class RolloutCallback(L.Callback):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._backend_seen = BackendStats()
         self._tokenizer: Any = None
+        self.last_metrics: dict[str, float] = {}
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -264,9 +265,33 @@ class RolloutCallback(L.Callback):
         metrics["backend/failures"] = float(now.failures - seen.failures)
         # A faulty request was either retried or ended its call as a failure.
         metrics["backend/faults"] = metrics["backend/retries"] + metrics["backend/failures"]
-        for name, value in metrics.items():
-            pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx=_reduce(name))
+        for source in self._sources(trainer):  # every rank logs the same names
+            metrics.setdefault(f"rollout/accuracy/{source}", math.nan)
+        self._write(trainer, pl_module, metrics)
         self._log_samples(trainer, trajectories)
+
+    def _sources(self, trainer: L.Trainer) -> list[str]:
+        mixture = getattr(trainer.datamodule, "mixture", None)
+        return sorted(mixture.pools) if mixture is not None else []
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float]) -> None:
+        """Reduce over ranks and write at once at the current step (not at epoch end), so an
+        iteration's rollout statistics survive a kill before the iteration's updates finish."""
+        names = sorted(metrics)
+        raw = torch.tensor([metrics[n] for n in names], dtype=torch.float64)
+        present = (~raw.isnan()).double()
+        packed = torch.stack([raw.nan_to_num(0.0), present]).to(pl_module.device)
+        if trainer.world_size > 1:
+            packed = trainer.strategy.reduce(packed, reduce_op="sum")
+        total, count = packed[0].cpu(), packed[1].cpu()
+        reduced = {}
+        for i, name in enumerate(names):
+            if count[i] == 0:
+                continue
+            reduced[name] = float(total[i] if _reduce(name) == "sum" else total[i] / count[i])
+        if trainer.is_global_zero and trainer.logger is not None:
+            trainer.logger.log_metrics(reduced, step=trainer.global_step)
+        self.last_metrics = reduced
 
     @rank_zero_only
     def _log_samples(self, trainer: L.Trainer, trajectories: list[Trajectory]) -> None:
