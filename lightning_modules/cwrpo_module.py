@@ -12,6 +12,7 @@ of micro-batches) cannot express. The algorithm lives in the core (`flowsteer.lo
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from collections.abc import Iterator
@@ -311,8 +312,12 @@ class CWRPOModule(L.LightningModule):
         """Every rank's buffer, loader position and RNG states (gathered; rank 0 writes them)."""
         mine = {"buffer": self.buffer.state_dict() if self.buffer is not None else None, "rng": _rng_state()}
         if self.trainer.world_size > 1 and dist.is_initialized():
-            states: list[Any] = [None] * self.trainer.world_size
-            dist.all_gather_object(states, mine)
+            # Serialise first: all_gather_object cannot pickle tensors' storages under gloo.
+            payload = io.BytesIO()
+            torch.save(mine, payload)
+            gathered: list[Any] = [None] * self.trainer.world_size
+            dist.all_gather_object(gathered, payload.getvalue())
+            states = [torch.load(io.BytesIO(b), weights_only=False) for b in gathered]
         else:
             states = [mine]
         checkpoint["flowsteer"] = {"ranks": states, "loader": self.loader.state_dict()}
