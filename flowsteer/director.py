@@ -56,6 +56,8 @@ class Episode:
         result: The final workflow's own execution (`Canvas.final_result`): ``None`` for an
             empty workflow or without an executor.
         answer: The final workflow's answer (``result.answer``; ``None`` if there is none).
+        library: The operator library the canvas used; score R_div with it
+            (``reward(task, graph, answer, library=episode.library)``).
         finished: The policy ended with an accepted ``finish``.
         truncated: The episode hit ``max_turns`` without ``finish``.
         error: Why the episode stopped early (a policy backend failure), if it did.
@@ -66,6 +68,7 @@ class Episode:
     graph: WorkflowGraph = field(default_factory=WorkflowGraph)
     result: ExecutionResult | None = None
     answer: str | None = None
+    library: OperatorLibrary | None = None
     finished: bool = False
     truncated: bool = False
     error: str | None = None
@@ -154,6 +157,7 @@ class FlowDirector:
                 {"role": "user", "content": result.observation},
             ]
         episode.graph = canvas.graph
+        episode.library = canvas.library
         episode.result = await canvas.final_result()
         episode.answer = episode.result.answer if episode.result is not None else None
         episode.truncated = canvas.truncated

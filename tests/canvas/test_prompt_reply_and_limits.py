@@ -116,7 +116,7 @@ def test_bad_limits_are_refused(task):
 def test_observations_stay_bounded_whatever_the_policy_writes(task, scripted_executor_cls, run):
     from flowsteer.canvas import ExecutionResult, NodeRecord
 
-    huge = "x" * 200_000
+    huge = "x" * 20_000
     trace = [NodeRecord(f"n{i}", "Verify", huge, passed=False) for i in range(300)]
     executor = scripted_executor_cls(
         [ExecutionResult(answer=huge, trace=trace, errors=[huge] * 300, calls=1, tokens=1)]
