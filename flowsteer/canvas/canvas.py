@@ -259,9 +259,10 @@ class Canvas:
             return self._over()
         self._turn += 1
         action = text if isinstance(text, (Action, ParseError)) else parse_action(text)
-        if self._state == AWAITING_PROMPT and isinstance(action, ParseError):
-            if action.prompt is not None:  # no action tag: the reply is the awaited prompt
-                action = Action("set_prompt", prompt=action.prompt, think=action.think)
+        awaiting = self._state == AWAITING_PROMPT
+        if awaiting and isinstance(action, ParseError) and action.prompt is not None:
+            # no action tag: the reply is the awaited prompt
+            action = Action("set_prompt", prompt=action.prompt, think=action.think)
         result: ExecutionResult | None = None
         execution: str | None = None
         if isinstance(action, ParseError):
@@ -528,8 +529,7 @@ class Canvas:
     def _check_width(self, n: int, structure: str) -> None:
         if n > self.max_children:
             raise _Rejected(
-                f"a {structure} may hold at most {self.max_children} operators, got {n}; "
-                "use fewer",
+                f"a {structure} may hold at most {self.max_children} operators, got {n}; use fewer",
                 "too_wide",
             )
 

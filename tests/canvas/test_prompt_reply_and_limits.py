@@ -7,7 +7,9 @@ import pytest
 from flowsteer.canvas import Canvas
 
 ADD_PLAN = "<action>add</action><operator>Plan</operator>"
-ADD_PAR = "<action>add</action><structure>parallel</structure><operators>Programmer, Custom</operators>"
+ADD_PAR = (
+    "<action>add</action><structure>parallel</structure><operators>Programmer, Custom</operators>"
+)
 
 
 async def play(canvas, texts):
@@ -81,11 +83,17 @@ def test_plain_text_outside_a_prompt_request_is_still_rejected(task, run):
 def test_a_structure_wider_than_the_cap_is_rejected_with_the_limit(task, run):
     c = Canvas(task, max_children=8)
     ops = ", ".join(["Custom"] * 9)
-    (r,) = run(play(c, [f"<action>add</action><structure>parallel</structure><operators>{ops}</operators>"]))
+    (r,) = run(
+        play(
+            c, [f"<action>add</action><structure>parallel</structure><operators>{ops}</operators>"]
+        )
+    )
     assert r.info.error_code == "too_wide" and "at most 8 operators, got 9" in r.info.error
     assert c.graph.to_dsl() == "(empty)"
     ok = ", ".join(["Custom"] * 8)
-    (r,) = run(play(c, [f"<action>add</action><structure>parallel</structure><operators>{ok}</operators>"]))
+    (r,) = run(
+        play(c, [f"<action>add</action><structure>parallel</structure><operators>{ok}</operators>"])
+    )
     assert r.info.valid and len(c.graph) == 9
 
 
@@ -124,11 +132,13 @@ def test_observations_stay_bounded_whatever_the_policy_writes(task, scripted_exe
     c = Canvas(task, executor, max_turns=400)
     long_name = "Q" * 100_000
     adversarial = [
-        ADD_PLAN, "P" * 1_000_000,  # a huge prompt
+        ADD_PLAN,
+        "P" * 1_000_000,  # a huge prompt
         f"<action>add</action><operator>{long_name}</operator>",  # a long unknown name
         f"<action>delete</action><target>{long_name}</target>",
         "<action>add</action><structure>parallel</structure><operators>"
-        + ", ".join(["Custom"] * 50_000) + "</operators>",  # a very wide structure
+        + ", ".join(["Custom"] * 50_000)
+        + "</operators>",  # a very wide structure
         "<action>add</action><structure>loop</structure><operators>Review, Revise</operators>"
         "<count>999999999</count>",
         "<action>add</action>" * 10_000,
@@ -136,8 +146,13 @@ def test_observations_stay_bounded_whatever_the_policy_writes(task, scripted_exe
         "<think>" + huge + "</think><action>finish</action>",
     ]
     for _ in range(60):  # many nodes
-        adversarial += ["<action>add</action><structure>parallel</structure>"
-                        "<operators>Programmer, Custom, Custom</operators>", huge, huge, huge]
+        adversarial += [
+            "<action>add</action><structure>parallel</structure>"
+            "<operators>Programmer, Custom, Custom</operators>",
+            huge,
+            huge,
+            huge,
+        ]
     sizes = [len(r.observation) for r in run(play(c, adversarial))]
     assert len(c.graph) <= c.max_nodes
     assert max(sizes) < 6000, max(sizes)
