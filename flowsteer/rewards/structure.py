@@ -3,7 +3,7 @@
     R_div = w_checker·[has checker] + w_format·[has Format]
             + w_size·[#operators ≥ k] + w_structure·[has parallel / conditional / loop]
 
-Defaults 0.2 / 0.2 / 0.2 / 0.4 (docs/design.md, "The reward"). Operators are counted with
+Defaults 0.2 / 0.2 / 0.2 / 0.4 (docs/design.md §4). Operators are counted with
 repeats and including those inside structures (what `WorkflowGraph.operator_names` lists), so
 a checker that is the condition of a conditional counts as a checker. The default ``k = 6`` is
 the value in the authors' public implementation (``min_operators_for_score = 6`` in

@@ -128,7 +128,7 @@ def load_tasks(
             file, record index and field; ``"skip"`` drops bad records and logs how many.
 
     Example:
-        >>> tasks = load_tasks("gsm8k", "../shared/data/gsm8k/test.jsonl")  # doctest: +SKIP
+        >>> tasks = load_tasks("gsm8k", "path/to/gsm8k/test.jsonl")  # doctest: +SKIP
         >>> tasks[0].answer  # doctest: +SKIP
         '18'
     """
