@@ -1,6 +1,6 @@
 """The workflow executor: runs a `WorkflowGraph` on a task with operators on a backend LLM.
 
-Semantics (DESIGN.md §2), one top-level step after another, each reading the `WorkflowState`
+Semantics (docs/design.md §2), one top-level step after another, each reading the `WorkflowState`
 the previous one left:
 
 * an operator step runs once and folds its output into the state (a new plan, candidate,

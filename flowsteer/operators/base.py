@@ -1,6 +1,6 @@
 """What an operator implementation is, and what flows between the nodes of a workflow.
 
-An operator (DESIGN.md §2) is a prompt template plus an output parser over the backend LLM.
+An operator (docs/design.md §2) is a prompt template plus an output parser over the backend LLM.
 The executor hands every node the same three things:
 
 * a `WorkflowState`: the task and what upstream nodes produced so far (the plan, the current

@@ -3,7 +3,7 @@
 `score_answer(task, prediction)` is the one entry point for R_ans: it dispatches on
 ``task.kind`` to `MathAnswerScorer`, `QAAnswerScorer` or `CodeAnswerScorer` (default
 options) and returns a float in [0, 1]. `WorkflowReward` composes R_div and R_ans as in
-DESIGN.md §4.
+docs/design.md §4.
 """
 
 from __future__ import annotations
