@@ -244,35 +244,30 @@ class WorkflowExecutor:
         self, step: Node, kids: list[Node], state: WorkflowState, run: _Run
     ) -> WorkflowState:
         if not step.is_structure:
-            return self._fold(state, await self._run_node(step, state, run))
+            return state.apply(await self._run_node(step, state, run))
         if step.name == "parallel":
             mark = len(run.trace)
             outs = await asyncio.gather(*(self._run_node(k, state, run) for k in kids))
             order = {k.id: i for i, k in enumerate(kids)}  # the trace lists children in order
             run.trace[mark:] = sorted(run.trace[mark:], key=lambda r: order.get(r.node_id, 0))
-            for out in outs:
-                state = self._fold(state, out)
-            answers = tuple(o.answer for o in outs if o.answer)
-            if answers:
-                state = dataclasses.replace(state, candidates=answers, candidate=answers[0])
-            return state
+            return state.after_parallel(outs)
         if step.name == "conditional":
             if not kids:
                 return state
             verdict = await self._run_node(kids[0], state, run)
-            state = self._fold(state, verdict)
+            state = state.apply(verdict)
             branch = kids[2] if verdict.passed and len(kids) > 2 else None
             if not verdict.passed and len(kids) > 1:
                 branch = kids[1]
             if branch is not None:
-                state = self._fold(state, await self._run_node(branch, state, run))
+                state = state.apply(await self._run_node(branch, state, run))
             return state
         if step.name == "loop":
             count = step.count or 1
             for iteration in range(count):
                 for position, kid in enumerate(kids):
                     out = await self._run_node(kid, state, run, iteration)
-                    state = self._fold(state, out)
+                    state = state.apply(out)
                     if out.passed and self._is_checker(kid.name):
                         return state
                     if run.meter.exhausted:
@@ -338,22 +333,6 @@ class WorkflowExecutor:
     def _is_checker(self, name: str) -> bool:
         spec = self.library.find(name)
         return spec is not None and spec.is_checker
-
-    @staticmethod
-    def _fold(state: WorkflowState, out: OperatorOutput) -> WorkflowState:
-        """The state after an operator output (``None`` fields keep the old value)."""
-        changes: dict[str, Any] = {}
-        if out.plan is not None:
-            changes["plan"] = out.plan
-        if out.answer:
-            changes["candidate"] = out.answer
-        if out.code is not None:
-            changes["code"] = out.code
-        if out.passed is not None:
-            changes["passed"] = out.passed
-        if out.feedback is not None:
-            changes["feedback"] = out.feedback
-        return dataclasses.replace(state, **changes) if changes else state
 
     def _root_identity(self, task: Task) -> list[Any]:
         fields = (task.kind, task.question, task.context, task.public_tests, task.entry_point)

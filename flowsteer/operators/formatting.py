@@ -35,13 +35,14 @@ class FormatOperator(Operator):
 
     name = "Format"
     role = "You extract the final answer in exactly the required form."
+    reads = ("candidate",)
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         task = state.task
         if not state.candidate:
             return OperatorOutput(error="NoCandidate: Format has no candidate answer to format")
         form = _FORMS[task.kind].format(entry=task.entry_point)
-        user = f"{prompt}\n\n{self.material(state, 'candidate')}\n\n{form}"
+        user = f"{prompt}\n\n{self.material(state)}\n\n{form}"
         reply = await self.ask(llm, user)
         error = None if reply.ok else backend_error(reply)
         answer = final_form(reply.text, task) if reply.ok else None

@@ -41,6 +41,16 @@ def answer_form(task: Task) -> str:
     return "End with the shortest exact answer span inside <answer></answer>."
 
 
+def upstream_note(state: WorkflowState) -> str:
+    """What a solver should do with earlier answers shown in its prompt (empty: none shown)."""
+    if not state.candidate and not state.candidates:
+        return ""
+    return (
+        "\n\nEarlier answers (and any checker feedback on them) are shown above: solve the "
+        "problem yourself, keeping what is right and correcting what the feedback shows wrong."
+    )
+
+
 def sandbox_error(result: SandboxResult, timeout_s: float) -> str:
     """A one-line, exception-style reason a sandboxed run failed."""
     if result.status == "timeout":
@@ -63,6 +73,7 @@ class ProgrammerOperator(Operator):
 
     name = "Programmer"
     role = "You write correct, self-contained Python programs."
+    reads = ("plan", "candidate", "candidates", "feedback")
 
     def _form(self, task: Task) -> str:
         if task.kind == "code":
@@ -75,8 +86,7 @@ class ProgrammerOperator(Operator):
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         task = state.task
-        user = f"{prompt}\n\n{self.material(state, 'plan', 'candidate', 'feedback')}"
-        user += f"\n\n{self._form(task)}"
+        user = f"{prompt}\n\n{self.material(state)}{upstream_note(state)}\n\n{self._form(task)}"
         history: list[Message] = []
         error = "EmptyAnswer: no program was written"
         code = ""
@@ -142,9 +152,11 @@ class CustomOperator(Operator):
 
     name = "Custom"
     role = "You solve problems carefully."
+    reads = ("plan", "candidate", "candidates", "feedback")
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
-        user = f"{prompt}\n\n{self.material(state, 'plan')}\n\n{answer_form(state.task)}"
+        material = f"{self.material(state)}{upstream_note(state)}"
+        user = f"{prompt}\n\n{material}\n\n{answer_form(state.task)}"
         reply = await self.ask(llm, user)
         if not reply.ok:
             return OperatorOutput(error=backend_error(reply))
@@ -167,4 +179,5 @@ __all__ = [
     "ProgrammerOperator",
     "answer_form",
     "sandbox_error",
+    "upstream_note",
 ]
