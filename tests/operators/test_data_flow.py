@@ -150,6 +150,7 @@ def test_row_an_ensemble_consumes_the_list_into_one_candidate():
     assert "(A) 17\n(B) 19" in prompts["Aggregate"][0]
     assert "Candidates" not in prompts["Revise"][0]  # the list was consumed
     assert "## Candidate answer\n18" in prompts["Revise"][0]
+    assert result.answer == "18"
 
 
 def test_row_format_sees_only_the_current_candidate():
@@ -163,6 +164,7 @@ def test_row_format_sees_only_the_current_candidate():
     (prompt,) = prompts["Format"]
     assert "## Candidate answer\n18" in prompt
     assert "1. multiply" not in prompt and FEEDBACK not in prompt
+    assert result.answer == "18"
 
 
 def test_a_new_candidate_clears_feedback_that_was_about_the_old_one():
@@ -176,6 +178,7 @@ def test_a_new_candidate_clears_feedback_that_was_about_the_old_one():
     assert FEEDBACK in prompts["Revise"][0]
     assert FEEDBACK not in prompts["Custom"][1]
     assert "## Candidate answer\n18" in prompts["Custom"][1]
+    assert result.answer == "18" and result.trace[-1].operator == "Custom"
 
 
 def test_apply_and_after_parallel_are_the_documented_fold():
