@@ -79,7 +79,7 @@ def gold_answer(answer: str) -> str:
     return boxed if boxed is not None else answer.strip()
 
 
-def _is_bare_answer(text: str, max_chars: int) -> bool:
+def is_bare_answer(text: str, max_chars: int = 256) -> bool:
     """A short single line with no English words: the prediction *is* the answer (``x = 5``,
     ``\\frac{1}{2}``), as a Format operator writes it."""
     if "\n" in text or len(text) > max_chars:
@@ -99,13 +99,17 @@ def _answer_in_sentence(text: str) -> str:
     return number.group(0) if number else text
 
 
-def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
+def extract_final_answer(
+    text: str, max_answer_chars: int = 256, last_number: bool = True
+) -> str | None:
     """The prediction's final answer: last boxed, else last final-answer line, else the whole
     text when it is a bare answer (one short line without words), else the last number.
 
     Args:
         text: The model's output.
         max_answer_chars: Longest text taken whole as a bare answer.
+        last_number: Fall back to the last number in the text (a guess: ``False`` for a
+            reader that wants only an answer the text states).
 
     Returns:
         The raw answer text, or None when the text holds no answer at all.
@@ -128,8 +132,10 @@ def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
                 best = (match.start(), match.group(1))
     if best is not None and best[1].strip():
         return _answer_in_sentence(best[1].strip())
-    if text.strip() and _is_bare_answer(text.strip(), max_answer_chars):
+    if text.strip() and is_bare_answer(text.strip(), max_answer_chars):
         return text.strip()
+    if not last_number:
+        return None
     numbers = _LAST_NUMBER_RE.findall(text)
     return numbers[-1] if numbers else None
 
