@@ -13,7 +13,11 @@ import re
 
 from flowsteer.operators.verdict import parse_verdict
 from flowsteer.rewards.code_answer import strip_code_fences
-from flowsteer.rewards.math_answer import extract_final_answer, normalize_math_answer
+from flowsteer.rewards.math_answer import (
+    extract_final_answer,
+    normalize_math_answer,
+    numeric_value,
+)
 from flowsteer.rewards.qa_answer import normalize_answer
 from flowsteer.tasks.task import Task
 
@@ -79,15 +83,16 @@ def vote_key(answer: str, task: Task) -> str:
         >>> t = Task("t", "gsm8k", "math", "q", "18")
         >>> vote_key("$18.00", t) == vote_key("18", t)
         True
+        >>> vote_key("Fraction(1, 2)", t) == vote_key("\\frac{1}{2}", t) == vote_key("0.5", t)
+        True
     """
     if task.kind == "math":
         found = extract_final_answer(answer) or answer
         norm, _ = normalize_math_answer(found)
-        try:
-            value = float(norm.replace(",", ""))
-        except ValueError:
+        value = numeric_value(norm.replace(",", ""))
+        if value is None:
             return re.sub(r"\s+", "", norm)
-        return f"{value:.6g}"
+        return f"{float(value):.6g}"
     if task.kind == "qa":
         return normalize_answer(answer)
     code = strip_code_fences(answer, task.entry_point)
