@@ -83,7 +83,7 @@ def vote_key(answer: str, task: Task) -> str:
         >>> t = Task("t", "gsm8k", "math", "q", "18")
         >>> vote_key("$18.00", t) == vote_key("18", t)
         True
-        >>> vote_key("Fraction(1, 2)", t) == vote_key("\\frac{1}{2}", t) == vote_key("0.5", t)
+        >>> vote_key("Fraction(1, 2)", t) == vote_key("\\\\frac{1}{2}", t) == vote_key("0.5", t)
         True
     """
     if task.kind == "math":

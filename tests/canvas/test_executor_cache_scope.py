@@ -10,6 +10,8 @@ import asyncio
 import gc
 import random
 
+import pytest
+
 from flowsteer.canvas.canvas import Canvas
 from flowsteer.canvas.execution import ExecutionScope
 from flowsteer.canvas.executor import WorkflowExecutor
@@ -88,16 +90,22 @@ def test_a_token_budget_counts_replayed_steps_too():
     assert (last.calls, last.tokens, last.errors) == (at_once.calls, at_once.tokens, at_once.errors)
 
 
-def test_two_episodes_of_one_task_never_share_a_sampled_call():
+@pytest.mark.parametrize("schedule", ["one after the other", "lockstep"])
+def test_two_episodes_of_one_task_never_share_a_sampled_call(schedule):
     backend = sampling_backend(seed=7)
     executor = WorkflowExecutor(backend)
     canvases = [Canvas(TASK, executor=executor) for _ in range(2)]
 
-    async def lockstep():
-        for text in EPISODE:
-            await asyncio.gather(*(c.step(text) for c in canvases))
+    async def play():
+        if schedule == "lockstep":
+            for text in EPISODE:
+                await asyncio.gather(*(c.step(text) for c in canvases))
+        else:
+            for canvas in canvases:
+                for text in EPISODE:
+                    await canvas.step(text)
 
-    asyncio.run(lockstep())
+    asyncio.run(play())
     first, second = (c.last_result for c in canvases)
     assert first is not None and second is not None and first.ok and second.ok
     assert first.answer != second.answer  # independent samples, not one shared call
