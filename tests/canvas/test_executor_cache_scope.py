@@ -133,12 +133,11 @@ def test_cache_memory_does_not_grow_with_the_number_of_episodes():
     executor = WorkflowExecutor(ScriptedBackend(lambda messages: "<answer>18</answer>"))
     canvas = Canvas(TASK, executor=executor)
     sizes = []
-    for _ in range(60):
+    for episode in range(30):
         canvas.reset()
-        for text in EPISODE:
-            asyncio.run(canvas.step(text))
-        gc.collect()
-        sizes.append((len(executor.caches), executor.cache_stats.size))
+        for text in EPISODE:  # each episode writes its own prompts, as a policy does
+            asyncio.run(canvas.step(text.replace("</prompt>", f" ({episode})</prompt>")))
+        sizes.append((len(executor.caches), executor.cache_stats.size))  # no gc: refcounts
     assert executor.cache_stats.hits > 0
     assert max(sizes) == sizes[0] == (1, 3)  # one live episode, its three steps
     del canvas
