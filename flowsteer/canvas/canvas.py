@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from flowsteer.actions import DONE, Action, ParseError, parse_action
-from flowsteer.canvas.execution import ExecutionResult, Executor
+from flowsteer.canvas.execution import ExecutionResult, ExecutionScope, Executor, accepts_scope
 from flowsteer.canvas.feedback import FeedbackRenderer, Status
 from flowsteer.canvas.graph import GraphEditError, WorkflowGraph
 from flowsteer.operators.library import OperatorLibrary
@@ -206,6 +206,7 @@ class Canvas:
         from flowsteer.prompts import user_prompt
 
         self._graph = WorkflowGraph()
+        self._scope = ExecutionScope()  # a fresh episode: the executor's cache starts empty
         self._state: CanvasState = BUILDING
         self._turn = 0
         self._pending: list[str] = []
@@ -603,7 +604,8 @@ class Canvas:
         if self.executor is None or not self._graph.sequence:
             return None
         try:
-            run = self.executor.execute(self._graph, self.task)
+            scoped = {"scope": self._scope} if accepts_scope(self.executor) else {}
+            run = self.executor.execute(self._graph, self.task, **scoped)
             if self.execution_timeout_s is not None:
                 result = await asyncio.wait_for(run, self.execution_timeout_s)
             else:
