@@ -165,7 +165,7 @@ class HFEngine:
             top_k=0,
             top_p=1.0,
             max_new_tokens=max_new,
-            eos_token_id=list(stops) if stops else None,
+            eos_token_id=list(stops),  # [] (not None: that means "the model's default")
             pad_token_id=self.pad_token_id,
             output_logits=True,
             return_dict_in_generate=True,
