@@ -12,8 +12,9 @@ Log-probs: the returned log-prob of a sampled token is under the RAW model distr
 (``log_softmax`` of the unprocessed logits, temperature 1, before top-k/top-p), read from
 ``generate``'s ``output_logits``. That is what the trainer recomputes (the policy at temperature
 1), so at temperature 1 without truncation engine and trainer agree exactly, and TIS measures
-only real mismatch. vLLM 0.32 returns the same quantity by default (``logprobs_mode=
-"raw_logprobs"``); the vLLM engines use that mode.
+only real mismatch. vLLM 0.32 returns the same quantity by default (its sampler's
+``logprobs_mode="raw_logprobs"``: log-softmax of the logits before temperature, penalties and
+top-k/top-p), so engines agree on what ``Generation.logprobs`` means.
 """
 
 from __future__ import annotations
