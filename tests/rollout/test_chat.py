@@ -68,6 +68,10 @@ def test_pieces_are_the_chatml_frame(qwen3_tokenizer):
     assert tok.convert_ids_to_tokens(chat.end_of_turn_id) == "<|im_end|>"
     obs = tok.decode(chat.observation_ids("OBS"))
     assert obs == "\n<|im_start|>user\nOBS<|im_end|>\n<|im_start|>assistant\n"
+    # enable_thinking=True renders like the default: the policy decides whether to think.
+    on = ChatFormat(tok, enable_thinking=True)
+    assert on.observation_ids("OBS") == chat.observation_ids("OBS")
+    assert on.prompt_ids(SYSTEM, TASK) == chat.prompt_ids(SYSTEM, TASK)
     off = ChatFormat(tok, enable_thinking=False)
     assert tok.decode(off.observation_ids("OBS")).endswith(
         "<|im_start|>assistant\n<think>\n\n</think>\n\n"
