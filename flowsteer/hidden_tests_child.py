@@ -161,7 +161,11 @@ def serve(read_fd, write_fd, code):
         return len(objects) - 1
 
     def resolve(handle):
-        return namespace[handle] if isinstance(handle, str) else objects[handle]
+        if not isinstance(handle, str):
+            return objects[handle]
+        if handle not in namespace:
+            raise NameError(f"name {handle!r} is not defined")
+        return namespace[handle]
 
     while True:
         request = channel.receive()
