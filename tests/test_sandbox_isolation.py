@@ -1,0 +1,166 @@
+"""Sandbox isolation added for the review's findings: IPC/UTS namespaces, a per-run cgroup for
+the whole program's memory and processes, and a PID-1 init that has the limits and cannot be
+ptraced. Real child processes; each check skips where this platform cannot offer it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flowsteer.sandbox import run_python, sandbox_capabilities
+from flowsteer.sandbox_cgroup import cgroup_layout, leftover_groups
+
+CAPS = sandbox_capabilities()
+needs_namespaces = pytest.mark.skipif(not CAPS.namespaces, reason=f"no namespaces: {CAPS.notes}")
+needs_cgroup = pytest.mark.skipif(
+    cgroup_layout() is None, reason="no writable memory cgroup here (needs root)"
+)
+
+
+@needs_namespaces
+def test_ipc_and_uts_namespaces_are_private_and_shared_memory_does_not_persist():
+    key = 0x5EED0000 + os.getpid() % 0xFFFF
+    create = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"shmid = libc.shmget({key}, 1 << 20, 0o1666)\n"  # IPC_CREAT | 0666
+        "[shmid, os.readlink('/proc/self/ns/ipc'), os.readlink('/proc/self/ns/uts')]"
+    )
+    try:
+        first = run_python(create, timeout=5)
+        assert first.status == "ok", first.stderr
+        shmid, ipc, uts = first.value
+        assert shmid >= 0  # the segment was made, inside the run
+        assert ipc != os.readlink("/proc/self/ns/ipc")
+        assert uts != os.readlink("/proc/self/ns/uts")
+        host = Path("/proc/sysvipc/shm").read_text().split("\n")[1:]
+        assert not [line for line in host if line.split() and int(line.split()[0]) == key]
+        lookup = f"import ctypes\nctypes.CDLL(None).shmget({key}, 0, 0)"  # -1: no such key
+        assert run_python(lookup, timeout=5).value == -1
+    finally:  # on a sandbox without an IPC namespace the segment leaked into the host: remove
+        for line in Path("/proc/sysvipc/shm").read_text().split("\n")[1:]:
+            if line.split() and int(line.split()[0]) == key:
+                os.system(f"ipcrm -m {line.split()[1]}")
+
+
+@needs_namespaces
+def test_the_init_has_the_limits_and_cannot_be_ptraced_or_read():
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "attach = libc.ptrace(16, 1, 0, 0)\n"  # PTRACE_ATTACH to PID 1
+        "errno = ctypes.get_errno()\n"
+        "try:\n"
+        "    open('/proc/1/mem', 'rb').read(1)\n"
+        "    mem = 'read'\n"
+        "except OSError as exc:\n"
+        "    mem = type(exc).__name__\n"
+        "limits = {}\n"
+        "for line in open('/proc/1/limits').read().splitlines()[1:]:\n"
+        "    name = line[:26].strip()\n"
+        "    limits[name] = line[26:47].strip()\n"
+        "[attach, errno, mem, limits]"
+    )
+    result = run_python(code, timeout=3, memory_mb=256, max_processes=8)
+    assert result.status == "ok", result.stderr
+    attach, errno, mem, limits = result.value
+    assert (attach, errno) == (-1, 1)  # EPERM
+    assert mem in ("PermissionError", "FileNotFoundError")
+    assert limits["Max address space"] == str(256 << 20)
+    assert limits["Max cpu time"] == "4"
+    assert limits["Max processes"] == "11"  # max_processes + 3
+
+
+CHILDREN = """
+import os, time
+readers = []
+for _ in range(6):
+    r, w = os.pipe()
+    if os.fork() == 0:
+        block = b'x' * (200 << 20)  # touched, so resident
+        os.write(w, b'1')
+        time.sleep(1.5)
+        os._exit(0)
+    os.close(w)
+    readers.append(r)
+sum(len(os.read(r, 1)) for r in readers)
+"""
+
+
+@needs_cgroup
+def test_memory_is_limited_for_the_whole_program_not_each_process():
+    # Six children of 200 MiB each fit a 256 MiB per-process limit; together they must not.
+    result = run_python(CHILDREN, timeout=10, memory_mb=256)
+    assert result.status in ("ok", "memory"), result.stderr
+    if result.status == "ok":
+        assert result.value <= 1, f"{result.value} children held 200 MiB at once"
+    assert leftover_groups() == []
+
+
+@needs_cgroup
+def test_memory_status_when_the_program_itself_is_killed_for_its_children():
+    code = (
+        "import os, time\n"
+        "for _ in range(4):\n"
+        "    if os.fork() == 0:\n"
+        "        break\n"
+        "x = b'y' * (120 << 20)\n"
+        "time.sleep(1)\n"
+        "1"
+    )
+    result = run_python(code, timeout=10, memory_mb=256)
+    assert result.status in ("memory", "ok"), result.stderr
+    assert leftover_groups() == []
+
+
+@needs_cgroup
+def test_cgroups_are_removed_after_timeouts_and_forks():
+    layout = cgroup_layout()
+    assert layout is not None
+    stubborn = "import os\nfor _ in range(4):\n    os.fork()\nwhile True:\n    pass"
+    assert run_python(stubborn, timeout=1.0, max_processes=32).status == "timeout"
+    assert run_python("1", timeout=2).value == 1
+    assert leftover_groups() == []
+    mine = f"flowsteer-sandbox-{os.getpid()}-"
+    assert not [n for n in os.listdir(layout.memory_base) if n.startswith(mine)]
+
+
+@needs_cgroup
+def test_a_group_left_by_a_dead_caller_is_swept():
+    from flowsteer import sandbox_cgroup
+
+    layout = cgroup_layout()
+    assert layout is not None
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    stale = os.path.join(layout.memory_base, f"flowsteer-sandbox-{dead}-000000000000")
+    os.mkdir(stale)
+    try:
+        sandbox_cgroup._sweep(layout)
+        assert not os.path.exists(stale)
+    finally:
+        if os.path.exists(stale):
+            os.rmdir(stale)
+
+
+@needs_cgroup
+def test_process_count_is_limited_for_the_whole_program():
+    # Threads count as processes for pids.max; 40 threads cannot start under a cap of 8.
+    code = (
+        "import threading, time\n"
+        "started = 0\n"
+        "for _ in range(40):\n"
+        "    try:\n"
+        "        threading.Thread(target=time.sleep, args=(1,), daemon=True).start()\n"
+        "        started += 1\n"
+        "    except RuntimeError:\n"
+        "        break\n"
+        "started"
+    )
+    result = run_python(code, timeout=5, max_processes=8)
+    assert result.status == "ok", result.stderr
+    assert result.value <= 8
