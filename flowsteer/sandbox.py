@@ -10,9 +10,16 @@ What a run gets, in every mode:
   the parent's site-packages directories are put on `sys.path` so numpy/sympy still import),
   started without a shell, in a new session and process group;
 * a wall-clock timeout after which the whole process group is SIGKILLed (status "timeout");
-* rlimits: CPU seconds (timeout + 1), address space (`memory_mb`; exhaustion shows as
-  MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
+* rlimits, per process: CPU seconds (timeout + 1), address space (`memory_mb`; exhaustion shows
+  as MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
   (256), no core dumps;
+* where a cgroup can be made (root, cgroup v1 ``memory``/``pids`` or v2 with those controllers
+  delegated; `flowsteer.sandbox_cgroup`): one cgroup per run that limits the WHOLE program,
+  all its processes together, to `memory_mb` (the kernel OOM-kills inside it; status
+  "memory") and to `max_processes` + 3 processes and threads. The run joins it before anything
+  of the program starts, and everything left in it is killed and the group removed after the
+  run, also after a timeout. Without cgroups the documented fallback is the per-process
+  rlimits: at most `memory_mb` x the process cap in total;
 * an output cap: stdout and stderr are read as they come and the run is killed once together
   they pass `max_output_bytes` (status "killed", output truncated, a note on stderr);
 * a fresh temporary working directory (also HOME and TMPDIR), removed afterwards;
@@ -23,11 +30,16 @@ What the detected mode adds (see `sandbox_capabilities`):
 
 * ``"namespace+uid"`` (running as root, `setpriv` and unprivileged user namespaces work): the
   child drops to a random unprivileged uid/gid with no supplementary groups and no-new-privs
-  (`setpriv`), then enters new user, network, PID and mount namespaces
-  (`unshare -Unp --fork --kill-child --mount-proc`). Files of other users that are not
+  (`setpriv`), then enters new user, network, PID, mount, IPC and UTS namespaces
+  (`unshare -Unpiu --fork --kill-child --mount-proc`). Files of other users that are not
   world-readable/writable are out of reach (so the trainer's files and the test's sentinels),
   the network is a down loopback only, `/proc` shows only the sandbox's processes, every
-  process it starts dies with it (PID namespace), and RLIMIT_NPROC counts only its own uid.
+  process it starts dies with it (PID namespace), System V IPC objects (shared memory,
+  semaphores, message queues) die with the run and are invisible to other runs (IPC
+  namespace), the hostname is its own (UTS), and RLIMIT_NPROC counts only its own uid. The
+  namespace's PID 1 is the sandbox runner: it sets the rlimits before it forks the program
+  (so PID 1 has them too) and is non-dumpable, so the program cannot ptrace it or read its
+  memory.
 * ``"uid"`` (root, no user namespaces): the uid drop as above, but the network is reachable
   and `/proc` shows the host; leftover processes are found by uid and killed after the run.
 * ``"namespace"`` (not root, user namespaces work): network and PID isolation as above, but
@@ -37,11 +49,22 @@ What the detected mode adds (see `sandbox_capabilities`):
 * ``"process"`` (neither): only the guarantees of every mode. The code can read and write the
   user's files and use the network; processes that leave the process group can survive.
 
-Not enforced in any mode: reading world-readable files (the repository, /etc); writing into
-world-writable directories such as /tmp or /dev/shm (files there outlive the run); CPU time
-beyond one core per process until the wall timeout; a program that deliberately scrapes the
-nonce from its own interpreter's memory to forge its final value (printing or `os._exit(0)`
-cannot forge it).
+Shared surfaces that remain (not closed in any mode; the mount namespace is used only for a
+private /proc, as hiding the host tree needs a chroot this sandbox does not build):
+
+* world-readable files: the repository, /etc, site-packages, other users' 0644 files are
+  readable; only files that are not world-readable are out of reach (modes with a uid drop);
+* world-writable directories, /tmp and /dev/shm: a run can create files there that outlive it
+  and that later runs (every sandbox uid) and host processes can read; nothing removes them.
+  Use the run's own working directory (also HOME and TMPDIR), which is private and removed;
+* unix sockets with a path in /tmp (or anywhere world-writable) that a host service opened to
+  everyone can be connected to, since filesystem sockets ignore network namespaces; abstract
+  sockets are per network namespace and so closed in the namespace modes;
+* CPU time beyond one core per process until the wall timeout;
+* a program can always forge its OWN final value (it can find the nonce in its interpreter's
+  memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come
+  from another process: `flowsteer.hidden_tests` runs trusted tests in a judge process the
+  candidate cannot reach.
 
 The value: if the program's last statement is an expression (REPL semantics; the Programmer
 appends `solve()`), its `repr` is sent back on a private pipe and the parent turns it into a JSON
@@ -50,6 +73,9 @@ None, lists, tuples (as lists) and dicts with str keys come back as such; anythi
 objects, NaN inside a container) comes back as its repr string; otherwise `value` is None. Status
 "ok" means the program ran to its end without an exception. `sys.exit(0)` or `os._exit(0)`
 before the end is "error": a code reward must not pass a program that exits before its tests.
+
+`run_with_fds` is `run_python` plus descriptors handed to the program (pipes between runs;
+`flowsteer.hidden_tests` joins a candidate and a judge this way).
 """
 
 from __future__ import annotations
