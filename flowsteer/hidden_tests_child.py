@@ -90,6 +90,8 @@ def _encode(value, out, handle_of):
         out.append(",")
         _encode(value.imag, out, handle_of)
         out.append("]}")
+    elif callable(getattr(type(value), "tolist", None)):  # numpy arrays and scalars
+        _encode(value.tolist(), out, handle_of)
     else:
         handle = handle_of(value)  # an int, or (a global of the candidate's) a str
         out.append('{"H":%s}' % (_STR(handle) if isinstance(handle, str) else int(handle)))
@@ -193,8 +195,6 @@ def serve(read_fd, write_fd, code):
                 result = _decode(payload, resolve) in obj
             else:
                 raise ValueError(op)
-            if hasattr(result, "tolist") and not isinstance(result, list):
-                result = result.tolist()  # numpy arrays and scalars travel as their values
             out = ['["ok",']
             _encode(result, out, handle_of)
             out.append("]")

@@ -102,6 +102,7 @@ from typing import Any, Literal
 
 from flowsteer.sandbox_capabilities import (
     NS_PREFIX,
+    PRIVATE_TMP_NS_PREFIX,
     UID_RANGE,
     SandboxCapabilities,
     SandboxMode,  # noqa: F401 (re-exported: part of this module's API)
@@ -276,11 +277,12 @@ def run_with_fds(
         elif caps.mode in ("namespace", "process"):
             processes += _own_process_count()
         if caps.namespaces:
-            prefix += NS_PREFIX
+            prefix += PRIVATE_TMP_NS_PREFIX if caps.private_tmp else NS_PREFIX
         nonce = secrets.token_hex(16)
         limits = (math.ceil(timeout) + 1, memory_mb << 20, processes, _FILE_BYTES, _OPEN_FILES)
         extra = ",".join(map(str, pass_fds)) or "-"
-        header = f"{nonce} {int(caps.namespaces)} {extra} {' '.join(map(str, limits))}\n"
+        init = 2 if caps.private_tmp else int(caps.namespaces)  # 2: mount the private /tmp
+        header = f"{nonce} {init} {extra} {' '.join(map(str, limits))}\n"
         header += os.pathsep.join(caps.site_paths) + "\n"
         handed = True  # _execute closes them from here on
         result = _execute(prefix, caps, header, nonce, code, stdin, timeout, max_output_bytes,

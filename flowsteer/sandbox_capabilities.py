@@ -18,7 +18,7 @@ import sys
 import sysconfig
 import tempfile
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 SandboxMode = Literal["namespace+uid", "uid", "namespace", "process"]
 
@@ -27,6 +27,10 @@ UID_RANGE = (1 << 20, 1 << 30)
 # New user, network, PID, mount (for the private /proc), IPC and UTS namespaces; the program
 # runs under a forked PID 1 that the sandbox runner provides, and dies with unshare.
 NS_PREFIX = ["unshare", "-Unpiu", "--fork", "--kill-child", "--mount-proc", "--"]
+# The same, with the sandbox uid mapped to itself and the namespace's capabilities kept across
+# exec, so the runner (PID 1) can mount private tmpfs over /tmp, /var/tmp and /dev/shm; it drops
+# every capability before the program starts.
+PRIVATE_TMP_NS_PREFIX = [*NS_PREFIX[:2], "--map-current-user", "--keep-caps", *NS_PREFIX[2:]]
 
 log = logging.getLogger("flowsteer.sandbox")
 
@@ -44,6 +48,8 @@ class SandboxCapabilities:
             (e.g. site-packages behind a private home directory), for logs.
         site_paths: The parent's site-packages directories the child can read; they are put
             on the child's ``sys.path`` so numpy, sympy etc. import inside the sandbox.
+        private_tmp: Whether each run gets its own empty /tmp, /var/tmp and /dev/shm (tmpfs
+            in its mount namespace; ``"namespace+uid"`` where mounting works).
     """
 
     mode: SandboxMode
@@ -52,6 +58,7 @@ class SandboxCapabilities:
     namespaces: bool
     notes: tuple[str, ...] = ()
     site_paths: tuple[str, ...] = ()
+    private_tmp: bool = False
 
 
 # Prints the installation the child sees and which of the directories in argv it can read.
@@ -62,10 +69,18 @@ _PROBE = (
 )
 
 
-def _probe(prefix: list[str], interpreter: str) -> list | None:
+# Mounts a tmpfs over /tmp the way the runner does, as the sandbox uid in its namespaces.
+_MOUNT_PROBE = (
+    "import ctypes, json\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "print(json.dumps(libc.mount(b'tmpfs', b'/tmp', b'tmpfs', 6, b'size=1m,mode=1777') == 0))"
+)
+
+
+def _probe(prefix: list[str], interpreter: str, code: str = _PROBE) -> Any:
     try:
         done = subprocess.run(
-            [*prefix, interpreter, "-I", "-S", "-B", "-c", _PROBE, *site_paths()],
+            [*prefix, interpreter, "-I", "-S", "-B", "-c", code, *site_paths()],
             capture_output=True,
             timeout=20,
             env=child_env(tempfile.gettempdir()),
@@ -133,9 +148,16 @@ def sandbox_capabilities() -> SandboxCapabilities:
                             "import only the standard library and what is installed elsewhere"
                         )
                         log.warning("sandbox: %s", notes[-1])
-                    return SandboxCapabilities(
-                        mode, interpreter, True, with_ns, tuple(notes), tuple(seen[2])
+                    mounted = with_ns and _probe(
+                        uid_prefix(uid) + PRIVATE_TMP_NS_PREFIX, interpreter, _MOUNT_PROBE
                     )
+                    private_tmp = mounted is True  # the probe prints JSON true
+                    if with_ns and not private_tmp:
+                        notes.append("cannot mount a private /tmp in the namespaces: shared")
+                    return SandboxCapabilities(
+                        mode, interpreter, True, with_ns, tuple(notes), tuple(seen[2]),
+                        private_tmp,
+                    )  # fmt: skip
             notes.append(
                 f"{'namespaces' if with_ns else 'uid drop'}: no Python {want} readable by an "
                 f"unprivileged uid among {candidates}"

@@ -21,6 +21,10 @@ The rlimits are set before that fork, so PID 1 has them too, and PID 1 makes its
 non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, via `ctypes`, about 3 ms) before forking: the program
 runs as the same uid but without capabilities, so it can neither ptrace PID 1 nor open its
 `/proc/1/mem`. The child turns dumpable again before running the program.
+
+When `init` is 2 (mode "namespace+uid" where mounting works) PID 1 also starts with the
+namespace's capabilities: it mounts empty tmpfs over /tmp, /var/tmp and /dev/shm (binding the
+working directory back at its path), then clears all its capabilities before anything else.
 """
 
 import _ast
@@ -130,18 +134,63 @@ def _set_dumpable(flag):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
+def _private_tmp(size):
+    """Mount empty tmpfs over the world-writable directories; keep the working directory.
+
+    Runs as PID 1 with the namespace's capabilities (unshare --keep-caps), before the program.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    cwd = os.getcwd()
+    cwd_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    for target in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(target) and not os.path.islink(target):
+            options = f"size={size},mode=1777".encode()
+            if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 6, options) != 0:  # nosuid,nodev
+                raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}")
+    try:
+        hidden = not os.path.samestat(os.stat(cwd), os.fstat(cwd_fd))
+    except OSError:
+        hidden = True
+    if hidden:  # the working directory was under one of them: bind it back at its path
+        os.makedirs(cwd, mode=0o700, exist_ok=True)
+        if libc.mount(f"/proc/self/fd/{cwd_fd}".encode(), cwd.encode(), None, 4096, None) != 0:
+            raise OSError(ctypes.get_errno(), f"bind {cwd}")  # 4096: MS_BIND
+        os.chdir(cwd)
+    os.close(cwd_fd)
+
+
+def _drop_capabilities():
+    """Clear every capability (bounding, ambient, effective, permitted, inheritable)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(47, 4, 0, 0, 0) != 0:  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        raise OSError(ctypes.get_errno(), "clear ambient capabilities")
+    for cap in range(64):  # PR_CAPBSET_DROP; EINVAL past the last capability
+        libc.prctl(24, cap, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all empty
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
 def main():
     code_fd, ctl_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(code_fd, "rb") as source:
         header = source.readline().split()
         path = source.readline().decode().rstrip("\n")
         code = source.read().decode("utf-8", "replace")
-    nonce, init = header[0].decode(), header[1] == b"1"
+    nonce, init, private_tmp = header[0].decode(), header[1] != b"0", header[1] == b"2"
     extra_fds = [int(fd) for fd in header[2].split(b",")] if header[2] != b"-" else []
     limits = [int(x) for x in header[3:]]
     # Limits first: the namespace's init gets them too, before anything else happens.
     try:
         _set_limits(*limits)
+        if private_tmp:
+            _private_tmp(limits[1])
+            _drop_capabilities()
         if init:
             _set_dumpable(False)
     except Exception as exc:

@@ -164,3 +164,68 @@ def test_process_count_is_limited_for_the_whole_program():
     result = run_python(code, timeout=5, max_processes=8)
     assert result.status == "ok", result.stderr
     assert result.value <= 8
+
+
+needs_private_tmp = pytest.mark.skipif(
+    not CAPS.private_tmp, reason=f"no private /tmp in mode {CAPS.mode!r}: {CAPS.notes}"
+)
+
+
+@needs_private_tmp
+def test_tmp_var_tmp_and_dev_shm_are_private_to_each_run_and_capabilities_are_gone():
+    name = f"flowsteer-private-{os.getpid()}"
+    write = (
+        "import ctypes, os\n"
+        f"for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+        f"    open(os.path.join(d, {name!r}), 'w').write('x')\n"
+        "open('mine.txt', 'w').write('ok')\n"  # the working directory still works
+        "status = open('/proc/self/status').read().splitlines()\n"
+        "caps = {l.split(':')[0]: int(l.split()[1], 16) for l in status if l.startswith('Cap')}\n"
+        "umount = ctypes.CDLL(None).umount2(b'/tmp', 2)\n"  # MNT_DETACH: reveal the host's?
+        "[caps, umount, open('mine.txt').read(), os.getcwd() == os.environ['TMPDIR']]"
+    )
+    try:
+        result = run_python(write, timeout=5)
+        assert result.status == "ok", result.stderr
+        caps, umount, mine, cwd_is_tmpdir = result.value
+        assert caps == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0}
+        assert umount == -1
+        assert (mine, cwd_is_tmpdir) == ("ok", True)
+        for directory in ("/tmp", "/var/tmp", "/dev/shm"):
+            assert not os.path.exists(os.path.join(directory, name)), directory
+        look = (
+            f"import os\n[os.path.exists(os.path.join(d, {name!r})) for d in ('/tmp', '/dev/shm')]"
+        )
+        assert run_python(look, timeout=5).value == [False, False]
+    finally:
+        for directory in ("/tmp", "/var/tmp", "/dev/shm"):
+            if os.path.exists(os.path.join(directory, name)):
+                os.remove(os.path.join(directory, name))
+
+
+@needs_private_tmp
+def test_a_host_unix_socket_in_tmp_is_out_of_reach():
+    import socket
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="flowsteer-socket-", dir="/tmp")
+    path = os.path.join(directory, "service.sock")
+    os.chmod(directory, 0o755)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        os.chmod(path, 0o777)  # a service that lets everyone connect
+        server.listen()
+        code = (
+            "import socket\n"
+            "try:\n"
+            f"    socket.socket(socket.AF_UNIX).connect({path!r})\n"
+            "    outcome = 'connected'\n"
+            "except OSError as exc:\n"
+            "    outcome = type(exc).__name__\n"
+            "outcome"
+        )
+        try:
+            assert run_python(code, timeout=5).value == "FileNotFoundError"
+        finally:
+            os.remove(path)
+            os.rmdir(directory)
