@@ -4,9 +4,12 @@ Scores ``--candidates`` candidates (the 164 canonical solutions, repeated and sh
 fixed seed) with `CodeAnswerScorer.score_async`, ``--in-flight`` at a time, and runs the very
 same test programs (harness + prompt + solution + hidden tests) through a bare
 ``subprocess.run([sys.executable, "-c", program])``: once in a plain loop, and once with the
-same concurrency, so the table shows what the sandbox's isolation costs per candidate. The sandbox
-starts Python with ``-I -S`` (no ``site`` import), which a bare ``python -c`` in a virtual
-environment pays for; a fourth row runs the bare programs with ``-I -S`` to separate the two.
+same concurrency, so the table shows what the sandbox's isolation costs per candidate (the
+scorer starts TWO sandboxes per candidate: the candidate's, and the judge's that runs the
+tests; the bare rows run one process with the tests inside, which a candidate could forge).
+The sandbox starts Python with ``-I -S`` (no ``site`` import), which a bare ``python -c`` in a
+virtual environment pays for; a fourth row runs the bare programs with ``-I -S`` to separate
+the two.
 
     python bench/rewards.py [--candidates 1000] [--in-flight 8] [--data ../shared/data]
 """
