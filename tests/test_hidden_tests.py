@@ -261,3 +261,17 @@ def test_free_names_are_what_the_tests_read_and_never_bind() -> None:
         "try:\n    boom()\nexcept ValueError as err:\n    print(err)\n",
     ]
     assert free_names(tests) == ["add", "boom", "helper", "total", "x", "y"]
+
+
+@pytest.mark.parametrize(
+    "cheat",
+    [
+        "import sys\nsys.stdout.write('x' * (4 << 20))\ndef add(a, b):\n    return a + b\n",
+        "def add(a, b):\n    while True:\n        pass\n",
+        "import os\nfor fd in range(3, 32):\n    try:\n        os.write(fd, b'[\"ok\", 3]\\n{garbage\\n')\n"
+        "    except OSError:\n        pass\ndef add(a, b):\n    return a + b\n",
+    ],
+    ids=["output-flood", "hang", "protocol-garbage"],
+)
+def test_flooding_hanging_or_garbling_the_channel_fails_closed(cheat: str) -> None:
+    assert CodeAnswerScorer(timeout=2.0)(ADD, cheat) == 0.0
