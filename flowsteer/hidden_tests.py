@@ -61,6 +61,11 @@ from pathlib import Path
 from flowsteer.sandbox import SandboxResult, run_with_fds
 
 _CHILD_SOURCE = Path(__file__).with_name("hidden_tests_child.py").read_text()
+# Each side gets the shared codec plus only its own half (less to compile in every run).
+_COMMON, _, _REST = _CHILD_SOURCE.partition("\n# --- the candidate's side")
+_SERVE_HALF, _, _JUDGE_HALF = _REST.partition("\n# --- the judge's side")
+_SERVE_SOURCE = _COMMON + "\n" + _SERVE_HALF.split("\n", 1)[1]
+_JUDGE_SOURCE = _COMMON + "\n" + _JUDGE_HALF.split("\n", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -119,9 +124,9 @@ def _programs(
     request_r, request_w, reply_r, reply_w = fds
     forced = sorted(set(candidate_names))
     names = sorted(set(free_names(tests)) | set(forced))
-    serve = f"{_CHILD_SOURCE}\nserve({request_r}, {reply_w}, {candidate!r})\n"
+    serve = f"{_SERVE_SOURCE}\nserve({request_r}, {reply_w}, {candidate!r})\n"
     judge = (
-        f"{_CHILD_SOURCE}\n"
+        f"{_JUDGE_SOURCE}\n"
         f"judge({reply_r}, {request_w}, {setup!r}, {list(tests)!r}, {names!r}, {forced!r})\n"
     )
     return serve, judge

@@ -275,3 +275,16 @@ def test_free_names_are_what_the_tests_read_and_never_bind() -> None:
 )
 def test_flooding_hanging_or_garbling_the_channel_fails_closed(cheat: str) -> None:
     assert CodeAnswerScorer(timeout=2.0)(ADD, cheat) == 0.0
+
+
+def test_numpy_results_arrive_as_their_values() -> None:
+    numpy_dir = __import__("os").path.dirname(
+        __import__("os").path.dirname(__import__("numpy").__file__)
+    )
+    if numpy_dir not in CAPS.site_paths:
+        pytest.skip("numpy is not importable inside the sandbox here")
+    candidate = (
+        "import numpy as np\ndef f():\n    return np.int64(4)\ndef g():\n    return np.arange(3)\n"
+    )
+    tests = ["assert f() == 4 and type(f()) is int", "assert g() == [0, 1, 2]"]
+    assert run_hidden_tests(candidate, tests, timeout=10.0).passed == (True, True)
