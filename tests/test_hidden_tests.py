@@ -5,6 +5,8 @@ single-process harness this replaced (the candidate could reach the tests from i
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from flowsteer.hidden_tests import free_names, run_hidden_tests
@@ -278,9 +280,7 @@ def test_flooding_hanging_or_garbling_the_channel_fails_closed(cheat: str) -> No
 
 
 def test_numpy_results_arrive_as_their_values() -> None:
-    numpy_dir = __import__("os").path.dirname(
-        __import__("os").path.dirname(__import__("numpy").__file__)
-    )
+    numpy_dir = os.path.dirname(os.path.dirname(__import__("numpy").__file__))
     if numpy_dir not in CAPS.site_paths:
         pytest.skip("numpy is not importable inside the sandbox here")
     candidate = (
