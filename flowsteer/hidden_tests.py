@@ -9,11 +9,13 @@ joined only by a pair of pipes:
   function of yours with these arguments", "get this attribute", "next item", ...; it never
   sees a test, an expected value, or a verdict;
 * the **judge** process runs the trusted ``setup`` and each test snippet. A name the tests use
-  and do not define (the entry point, other functions of the candidate) is a `Remote` stand-in:
-  calling it sends the arguments to the candidate and decodes the reply into fresh builtin
-  values (None, bool, int, float, complex, str, bytes, list, tuple, set, frozenset, dict;
-  numpy values as their ``tolist()``), or into another `Remote` for any other object. The
-  test's ``==``, ``assert``, ``isinstance``... run in the judge on those values.
+  and do not define (the entry point, other functions or constants of the candidate) is
+  fetched from the candidate once, before the tests: a value arrives decoded into fresh
+  builtin values (None, bool, int, float, complex, str, bytes, list, tuple, set, frozenset,
+  dict; numpy values as their ``tolist()``), anything else (functions, classes, objects) as a
+  `Remote` stand-in whose every use (call, attribute, iteration, ``len``, ``bool``, item) is a
+  request to the candidate, answered the same way. The test's ``==``, ``assert``,
+  ``isinstance``... run in the judge on those values.
 
 The verdict is the judge's final value, which comes back on the sandbox's private channel.
 
@@ -37,6 +39,9 @@ namespace (``"namespace+uid"``, ``"uid"``, ``"namespace"``):
 
 Not guaranteed / not supported: in mode ``"process"`` (no uid drop, no PID namespace) the
 candidate runs as the same user as the judge and could reach it through ``/proc`` or ptrace.
+The candidate sees the arguments of its calls, so it can remember them or answer by a lookup
+table; a candidate that knows the hidden tests can hard-code their answers (that is a test
+suite's limit, not the harness's).
 Arguments go to the candidate by value: a test that checks how the candidate mutated an
 argument sees no mutation; passing a function or other object of the judge's to the candidate
 fails the test. Results must fit the codec (ints up to 4300 digits, lines up to 64 MiB).

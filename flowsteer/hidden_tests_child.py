@@ -179,6 +179,8 @@ def serve(read_fd, write_fd, code):
             if op == "call":
                 args, kwargs = _decode(payload, resolve)
                 result = obj(*args, **kwargs)
+            elif op == "global":
+                result = obj
             elif op == "getattr":
                 result = getattr(obj, payload)
             elif op == "iter":
@@ -300,6 +302,14 @@ def _module_or_none(name):
         return None
 
 
+def _candidate_global(name):
+    """The candidate's global: a decoded value, or a `Remote` (functions, classes, objects)."""
+    try:
+        return _rpc("global", name)
+    except Exception:  # e.g. NameError: the tests that use it fail when they do
+        return Remote(name)
+
+
 def judge(read_fd, write_fd, setup, tests, names, forced):
     """Run each test against the candidate; return which passed (a list of bools).
 
@@ -324,7 +334,7 @@ def judge(read_fd, write_fd, setup, tests, names, forced):
     for name in names:
         if name in forced or name not in namespace:
             module = None if name in forced else _module_or_none(name)
-            namespace[name] = Remote(name) if module is None else module
+            namespace[name] = module if module is not None else _candidate_global(name)
     verdicts = []
     for index, test in enumerate(tests):
         try:

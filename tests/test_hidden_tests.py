@@ -231,6 +231,7 @@ def test_honest_candidates_keep_their_objects_generators_and_exceptions() -> Non
         "def pair(a, b):\n    return Pair(a, b)\n"
         "def fail():\n    raise KeyError('k')\n"
         "def data():\n    return (1, [2.5, None], {'k': {3}}, b'x', frozenset({1}), 1j, -0.0)\n"
+        "LIMIT = 10\n"
     )
     tests = [
         "p = pair(1, 2)\nassert p.a == 1 and p.total() == 3 and p == p and p != pair(1, 2)",
@@ -239,6 +240,7 @@ def test_honest_candidates_keep_their_objects_generators_and_exceptions() -> Non
         "assert data() == (1, [2.5, None], {'k': {3}}, b'x', frozenset({1}), 1j, -0.0)",
         "assert type(data()[0]) is int and data() != [1]",
         "assert Pair(5, 6).total() == 11",
+        "assert LIMIT == 10 and type(LIMIT) is int",  # a constant of the candidate's
     ]
     report = run_hidden_tests(candidate, tests, timeout=10.0)
     assert report.passed == (True,) * len(tests), report.judge.stderr
