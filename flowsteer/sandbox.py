@@ -49,17 +49,22 @@ What the detected mode adds (see `sandbox_capabilities`):
 * ``"process"`` (neither): only the guarantees of every mode. The code can read and write the
   user's files and use the network; processes that leave the process group can survive.
 
-Shared surfaces that remain (not closed in any mode; the mount namespace is used only for a
-private /proc, as hiding the host tree needs a chroot this sandbox does not build):
+Shared surfaces, and which are closed:
 
+* /tmp, /var/tmp and /dev/shm: in ``"namespace+uid"`` (where the platform lets the namespace
+  mount; `SandboxCapabilities.private_tmp`) each run gets its own empty tmpfs there (size
+  `memory_mb`, counted in its memory cgroup), so nothing it writes outlives it or reaches
+  another run or the host, and the host's files and unix sockets there are invisible; the
+  run's working directory stays reachable at its path. PID 1 mounts them with the
+  namespace's capabilities and then clears all its capabilities (bounding set included)
+  before the program starts. In the other modes these directories are the host's: files a
+  run creates there outlive it and can be read by later runs and host processes;
+* unix sockets with a path elsewhere (e.g. under /run) that a host service opened to everyone
+  can be connected to, since filesystem sockets ignore network namespaces; abstract sockets
+  are per network namespace and so closed in the namespace modes;
 * world-readable files: the repository, /etc, site-packages, other users' 0644 files are
-  readable; only files that are not world-readable are out of reach (modes with a uid drop);
-* world-writable directories, /tmp and /dev/shm: a run can create files there that outlive it
-  and that later runs (every sandbox uid) and host processes can read; nothing removes them.
-  Use the run's own working directory (also HOME and TMPDIR), which is private and removed;
-* unix sockets with a path in /tmp (or anywhere world-writable) that a host service opened to
-  everyone can be connected to, since filesystem sockets ignore network namespaces; abstract
-  sockets are per network namespace and so closed in the namespace modes;
+  readable in every mode (hiding the host tree needs a chroot this sandbox does not build);
+  only files that are not world-readable are out of reach (modes with a uid drop);
 * CPU time beyond one core per process until the wall timeout;
 * a program can always forge its OWN final value (it can find the nonce in its interpreter's
   memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come
