@@ -20,7 +20,10 @@ MAX_LINE = 64 << 20  # a reply longer than this is a failure, not a memory bomb 
 
 
 class CandidateLost(BaseException):
-    """The candidate process died or broke the protocol; every later test fails too."""  # tests
+    """The candidate died or broke the protocol; every later test fails too.
+
+    A BaseException, so a test's ``except Exception`` cannot take it for an expected error.
+    """
 
 
 class CandidateError(Exception):
@@ -234,7 +237,7 @@ def _reply():
         kind, name, message = reply
         if kind != "err" or type(name) is not str or type(message) is not str:
             raise ValueError("malformed reply")
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError, MemoryError) as exc:
+    except Exception as exc:  # anything malformed (deep, huge, wrong types) ends the candidate
         _channel = None
         raise CandidateLost(f"the candidate broke the protocol: {type(exc).__name__}") from None
     exception = getattr(builtins, name, None)
