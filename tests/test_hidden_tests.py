@@ -290,3 +290,18 @@ def test_numpy_results_arrive_as_their_values() -> None:
     )
     tests = ["assert f() == 4 and type(f()) is int", "assert g() == [0, 1, 2]"]
     assert run_hidden_tests(candidate, tests, timeout=10.0).passed == (True, True)
+
+
+def test_the_precompiled_programs_fall_back_to_source_on_another_python() -> None:
+    import sys
+
+    from flowsteer import hidden_tests
+    from flowsteer.sandbox import run_python
+
+    version = repr(tuple(sys.version_info[:2]))
+    for program, name in ((hidden_tests._SERVE_PROGRAM, "serve"),
+                          (hidden_tests._JUDGE_PROGRAM, "judge")):  # fmt: skip
+        assert version in program
+        other = program.replace(version, "(2, 7)", 1)
+        result = run_python(f"{other}\ncallable({name})", timeout=10)
+        assert (result.status, result.value) == ("ok", True), result.stderr
