@@ -33,9 +33,12 @@ namespace (``"namespace+uid"``, ``"uid"``, ``"namespace"``):
 * a candidate that dies, hangs, floods its output, or breaks the protocol fails every test not
   yet run (a `CandidateLost` is a BaseException: a test's ``except Exception`` cannot catch it),
   and the run fails closed on any error of the judge;
-* names the tests use that the trusted setup does not define are, unless forced to be the
-  candidate's (``candidate_names``), importable modules imported by the judge itself: a
-  candidate's ``math`` never serves a test's ``math.isclose``.
+* the candidate cannot read the tests, their expected values or the judge's memory: the
+  judge is another sandbox run (its own uid and/or PID namespace), and nothing but the
+  arguments of its calls is ever sent to the candidate;
+* a name the tests use that the trusted setup does not define, and that is not forced to be
+  the candidate's (``candidate_names``), is imported by the judge itself when it names an
+  importable module: a candidate's ``math`` never serves a test's ``math.isclose``.
 
 Not guaranteed / not supported: in mode ``"process"`` (no uid drop, no PID namespace) the
 candidate runs as the same user as the judge and could reach it through ``/proc`` or ptrace.
@@ -191,6 +194,17 @@ def run_hidden_tests(
 
     Returns:
         The per-test verdicts and both sandbox results.
+
+    Example:
+        >>> report = run_hidden_tests(
+        ...     "def add(a, b):\\n    return a - b\\n",
+        ...     ["assert add(2, 0) == 2", "assert add(1, 2) == 3"],
+        ...     candidate_names=["add"],
+        ... )
+        >>> report.passed
+        (True, False)
+        >>> print(report.judge.stderr.strip())
+        [hidden test 1] AssertionError:
     """
     request_r, request_w = os.pipe()
     reply_r, reply_w = os.pipe()
