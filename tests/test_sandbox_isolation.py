@@ -229,3 +229,36 @@ def test_a_host_unix_socket_in_tmp_is_out_of_reach():
         finally:
             os.remove(path)
             os.rmdir(directory)
+
+
+@pytest.mark.skipif(not CAPS.drop_uid, reason="RLIMIT_NPROC bounds a run only with its own uid")
+def test_without_cgroups_each_process_is_still_bounded_by_memory_mb(monkeypatch):
+    from flowsteer import sandbox
+
+    monkeypatch.setattr(sandbox, "cgroup_layout", lambda: None)
+    code = (
+        "import os\n"
+        "outcomes = []\n"
+        "for _ in range(12):\n"
+        "    r, w = os.pipe()\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError:\n"
+        "        outcomes.append('no fork')\n"
+        "        continue\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            block = b'x' * (300 << 20)\n"
+        "            os.write(w, b'big')\n"
+        "        except MemoryError:\n"
+        "            os.write(w, b'mem')\n"
+        "        os._exit(0)\n"
+        "    os.close(w)\n"
+        "    outcomes.append(os.read(r, 3).decode())\n"
+        "    os.waitpid(pid, 0)\n"
+        "outcomes"
+    )
+    result = run_python(code, timeout=10, memory_mb=256, max_processes=4)
+    assert result.status == "ok", result.stderr
+    assert "big" not in result.value  # no process above memory_mb
+    assert "mem" in result.value
