@@ -83,12 +83,9 @@ class ChoiceAnswerScorer:
             raise TypeError(f"prediction must be a str or None, got {type(prediction).__name__}")
         gold = task.answer.strip().lower()
         value = task.alternatives[0] if task.alternatives else None
-        for answer in (extract_final_answer(prediction), prediction.strip()):
-            if not answer:
-                continue
+        answers = [a for a in (extract_final_answer(prediction), prediction.strip()) if a]
+        for answer in answers:
             letter = chosen_letter(answer)
             if letter is not None:
                 return float(letter == gold)
-            if value is not None and same_value(value, answer):
-                return 1.0
-        return 0.0
+        return float(value is not None and any(same_value(value, a) for a in answers))
