@@ -36,7 +36,7 @@ from flowsteer.sandbox import SandboxResult, run_python, run_python_async
 from flowsteer.tasks.task import Task
 
 _IMPORT_RE = re.compile(
-    r"^[ \t]*(?:import[ \t]+([A-Za-z_]\w*)|from[ \t]+([A-Za-z_]\w*)[\w.]*[ \t]+import\b)",
+    r"^[ \t]*(?:import[ \t]+([\w., \t]+)|from[ \t]+([A-Za-z_]\w*)[\w.]*[ \t]+import\b)",
     re.MULTILINE,
 )
 
@@ -80,7 +80,15 @@ def imported_modules(code_context: str) -> tuple[str, ...]:
         >>> imported_modules('import numpy as np\\nexec_context = r\\"\\"\\"\\nfrom scipy import stats\\n\\"\\"\\"')
         ('numpy', 'scipy')
     """
-    return tuple(dict.fromkeys(a or b for a, b in _IMPORT_RE.findall(code_context)))
+    names = []
+    for listed, source in _IMPORT_RE.findall(code_context):
+        if source:
+            names.append(source)
+        for part in listed.split(","):  # "import tokenize, io", "import numpy as np"
+            name = part.split()[0].split(".")[0] if part.split() else ""
+            if name.isidentifier():
+                names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 class DS1000AnswerScorer:

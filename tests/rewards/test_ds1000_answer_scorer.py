@@ -111,7 +111,8 @@ def test_postprocess_table(raw, code):
 
 def test_imported_modules_include_the_exec_context_and_ignore_prose():
     harness = TASKS["ds1000/291"].tests[0]
-    assert imported_modules(harness) == ("numpy", "copy", "tokenize")
+    assert imported_modules(harness) == ("numpy", "copy", "tokenize", "io")
+    assert imported_modules("import scipy.stats as ss, os.path\n") == ("scipy", "os")
     assert imported_modules("from here we go\n    from scipy.stats import norm\n") == ("scipy",)
 
 
