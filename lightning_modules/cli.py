@@ -120,7 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     tiny.set_defaults(run=_tiny_model)
 
     tasks = sub.add_parser("tasks", help="load a dataset in its native schema and summarise it")
-    tasks.add_argument("source", help="gsm8k, math, hotpotqa, squad_v2, mbpp or humaneval")
+    tasks.add_argument(
+        "source",
+        help="gsm8k, math, hotpotqa, squad_v2, mbpp, humaneval; for evaluation triviaqa, "
+        "nq_open, math_qa, aime, apps, ds1000",
+    )
     tasks.add_argument(
         "path", help="a .json/.jsonl/.jsonl.gz/.parquet file, a directory, or a hub name"
     )

@@ -44,6 +44,8 @@ _FORMS = {
         "Reply with only the complete Python program that defines `{entry}` (with its "
         "imports) in one ```python block."
     ),
+    # APPS standard-input programs and DS-1000 gap code: the question says what code it is.
+    "code/no_entry": "Reply with only the Python code the problem asks for in one ```python block.",
 }
 _MAX_QA_WORDS = 12
 _KEPT = "(the Format reply had no usable answer; the candidate is kept)"
@@ -105,7 +107,8 @@ class FormatOperator(Operator):
         candidate = state.candidate
         if not candidate:
             return OperatorOutput(error="NoCandidate: Format has no candidate answer to format")
-        form = _FORMS[task.kind].format(entry=task.entry_point)
+        kind = task.kind if task.kind != "code" or task.entry_point else "code/no_entry"
+        form = _FORMS[kind].format(entry=task.entry_point)
         user = f"{prompt}\n\n{self.material(state)}\n\n{form}"
         reply = await self.ask(llm, user)
         if reply.ok:

@@ -36,6 +36,8 @@ _EXCEPTION_LINE_RE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Exit
 
 def answer_form(task: Task) -> str:
     """The output-form instruction every solver appends, by task kind."""
+    if task.kind == "code" and task.entry_point is None:  # APPS stdin, DS-1000: see question
+        return "Reply with the Python code the problem asks for in one ```python block."
     if task.kind == "code":
         return (
             f"Reply with the complete Python program that defines `{task.entry_point}` (with "

@@ -34,7 +34,8 @@ class Task:
     Attributes:
         id: Unique within its source, e.g. ``"gsm8k/test/17"`` or ``"HumanEval/0"``.
         source: The dataset it came from (``gsm8k``, ``math``, ``hotpotqa``, ``squad_v2``,
-            ``mbpp``, ``humaneval``, or a user's own name).
+            ``mbpp``, ``humaneval``; for evaluation ``triviaqa``, ``nq_open``, ``math_qa``,
+            ``aime``, ``apps``, ``ds1000``; or a user's own name).
         kind: Which answer scorer applies: ``math``, ``qa`` or ``code``.
         question: What the policy and the operators read. For HumanEval, the function
             signature and docstring; for MBPP, the statement plus one example assert.
@@ -44,7 +45,9 @@ class Task:
         alternatives: Further accepted golds (qa: every gold span; scorers take the max).
         context: Supporting text the question refers to (qa paragraphs), else ``""``.
         tests: Hidden tests that score a code answer, each a self-contained Python snippet
-            run after the candidate program (and ``setup_code``). Never shown to the policy.
+            run after the candidate program (and ``setup_code``); for ``apps`` one JSON case
+            ``{"input", "output"}`` each, for ``ds1000`` the problem's harness program (their
+            own scorers read them). Never shown to the policy.
         public_tests: Tests a Test operator may run during the episode (asserts).
         setup_code: Code run before the candidate's tests (MBPP ``test_setup_code``).
         entry_point: Name of the function a code answer must define.
