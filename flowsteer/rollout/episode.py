@@ -174,7 +174,12 @@ class RolloutEpisode:
                     self._count(final)  # final_result ran the workflow again
                 answer = final.answer if final is not None else None
                 out = await asyncio.to_thread(
-                    reward, self.task, self.canvas.graph, answer, truncated=self.truncated
+                    reward,
+                    self.task,
+                    self.canvas.graph,
+                    answer,
+                    truncated=self.truncated,
+                    library=self.canvas.library,  # R_div reads categories from this library
                 )
                 total, components = out.total, dict(out.components)
             except Exception as exc:  # a scorer bug must not take the whole rollout down

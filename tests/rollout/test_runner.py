@@ -95,3 +95,26 @@ def test_bad_group_size_is_refused(tiny_tokenizer, scripted_engine):
     )
     with pytest.raises(ValueError, match="group_size"):
         asyncio.run(runner.run(TASKS, 0))
+
+
+def test_rdiv_reads_the_runners_plug_in_library(tiny_tokenizer, math_task, scripted_engine):
+    """A plug-in checker (verification category) earns R_div's checker part in a rollout: the
+    reward is given the canvas's library, not the default one (which does not know SqlCheck)."""
+    from flowsteer.operators import OperatorLibrary, OperatorSpec
+
+    library = OperatorLibrary.default().extend(
+        OperatorSpec("SqlCheck", "verification", "Runs the query and checks it.")
+    )
+    plan = [
+        "<action>add</action><operator>SqlCheck</operator>",
+        "<action>set_prompt</action><prompt></prompt>",
+        "<action>finish</action>",
+    ]
+    engine = scripted_engine(tiny_tokenizer, lambda request, call, row: plan[min(call, 2)])
+    runner = RolloutRunner(
+        engine, tiny_tokenizer, None, WorkflowReward(), library=library, max_turns=4
+    )
+    (trajectory,) = asyncio.run(runner.run([math_task], 1))
+    assert trajectory.error is None, trajectory.error
+    assert trajectory.dsl == "SqlCheck"
+    assert trajectory.reward_components["div/checker"] > 0
