@@ -144,6 +144,12 @@ class Policy(torch.nn.Module):
 
     # ---- log-probs ------------------------------------------------------------------------
 
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, with_entropy: bool = False
+    ) -> TokenLogprobs:
+        """Same as `token_logprobs`; through ``__call__`` so wrappers (DDP, FSDP) see the call."""
+        return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+
     def token_logprobs(
         self, input_ids: Tensor, attention_mask: Tensor, *, with_entropy: bool = False
     ) -> TokenLogprobs:
@@ -151,7 +157,9 @@ class Policy(torch.nn.Module):
 
         The decoder runs once over the batch; the LM head and log-softmax then run over at most
         ``logprob_chunk_size`` tokens at a time (see `flowsteer.token_logprobs`). Position ids
-        count real tokens only, so left- and right-padded batches score alike.
+        count real tokens only, so left- and right-padded batches score alike. The work happens
+        in `forward`, called through the module, so that the hooks of a wrapper such as FSDP's
+        ``fully_shard`` gather the embeddings and head for it.
 
         Args:
             input_ids: ``[B, T]`` token ids.
@@ -162,7 +170,7 @@ class Policy(torch.nn.Module):
             `TokenLogprobs` with ``[B, T]`` float32 tensors, differentiable in the trainable
             parameters when gradients are enabled.
         """
-        return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+        return self(input_ids, attention_mask, with_entropy)
 
     def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """``[B, T]`` log-probs under the reference policy (no gradient), same convention.
