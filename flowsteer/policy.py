@@ -144,6 +144,25 @@ class Policy(torch.nn.Module):
 
     # ---- log-probs ------------------------------------------------------------------------
 
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        with_entropy: bool = False,
+        reference: bool = False,
+    ) -> TokenLogprobs:
+        """`token_logprobs` (or, with ``reference``, the reference policy's log-probs).
+
+        Both public methods go through here, via ``__call__``, so the hooks of a wrapper such
+        as FSDP's ``fully_shard`` or DDP run around all the work.
+        """
+        if not reference:
+            return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+        if self.reference_model is not None:
+            return self._logprobs(self.reference_model, input_ids, attention_mask, with_entropy)
+        with self.model.disable_adapter(), _eval_mode(self.model):
+            return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+
     def token_logprobs(
         self, input_ids: Tensor, attention_mask: Tensor, *, with_entropy: bool = False
     ) -> TokenLogprobs:
@@ -151,7 +170,9 @@ class Policy(torch.nn.Module):
 
         The decoder runs once over the batch; the LM head and log-softmax then run over at most
         ``logprob_chunk_size`` tokens at a time (see `flowsteer.token_logprobs`). Position ids
-        count real tokens only, so left- and right-padded batches score alike.
+        count real tokens only, so left- and right-padded batches score alike. The work happens
+        in `forward`, called through the module, so that a wrapper's hooks (FSDP's
+        ``fully_shard`` gathering the embeddings and head) run around it.
 
         Args:
             input_ids: ``[B, T]`` token ids.
@@ -162,7 +183,7 @@ class Policy(torch.nn.Module):
             `TokenLogprobs` with ``[B, T]`` float32 tensors, differentiable in the trainable
             parameters when gradients are enabled.
         """
-        return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+        return self(input_ids, attention_mask, with_entropy)
 
     def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """``[B, T]`` log-probs under the reference policy (no gradient), same convention.
@@ -176,10 +197,7 @@ class Policy(torch.nn.Module):
                 "(the trainer does so when kl_coef > 0)"
             )
         with torch.no_grad():
-            if self.reference_model is not None:
-                return self._logprobs(self.reference_model, input_ids, attention_mask).logprobs
-            with self.model.disable_adapter(), _eval_mode(self.model):
-                return self._logprobs(self._causal_lm(), input_ids, attention_mask).logprobs
+            return self(input_ids, attention_mask, reference=True).logprobs
 
     def _causal_lm(self) -> torch.nn.Module:
         """The HF causal LM itself (inside the peft wrapper, adapters injected, under LoRA)."""
@@ -235,7 +253,8 @@ class Policy(torch.nn.Module):
         other tensor is the live one, detached. The live model is never modified.
         """
         if not self.is_lora:
-            yield from self.model.state_dict().items()
+            for key, tensor in self.model.state_dict().items():
+                yield key, _full(tensor)
             return
         from peft.tuners.lora import LoraLayer
 
@@ -246,6 +265,7 @@ class Policy(torch.nn.Module):
                 path = key.split(".")
                 if any(part.startswith("lora_") for part in path):
                     continue
+                tensor = _full(tensor)
                 if "base_layer" not in path:
                     yield key, tensor
                     continue
@@ -258,7 +278,7 @@ class Policy(torch.nn.Module):
                 merged = tensor.clone()
                 for adapter in layer.active_adapters:
                     if adapter in layer.lora_A:
-                        merged += layer.get_delta_weight(adapter).to(merged.dtype)
+                        merged += _full(layer.get_delta_weight(adapter)).to(merged.dtype)
                 yield name, merged
 
     def save_adapter(self, path: str | Path) -> None:
@@ -345,6 +365,13 @@ def _check_head_reproduces_logits(lm, transform) -> None:
             "reproduce the model's logits (an unknown logit transform?); Policy cannot compute "
             "its log-probs in chunks"
         )
+
+
+def _full(tensor: Tensor) -> Tensor:
+    """The whole tensor of a sharded DTensor (FSDP2; a collective: every rank must call it)."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
 @contextmanager

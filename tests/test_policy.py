@@ -318,3 +318,60 @@ def test_bad_settings_are_refused(tiny_dir):
     policy = Policy(str(tiny_dir))
     with pytest.raises(ValueError, match=r"must both be \[B, T\]"):
         policy.token_logprobs(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4))
+
+
+FSDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from flowsteer.policy import LoraSettings, Policy
+
+dist.init_process_group("gloo")
+mesh = init_device_mesh("cpu", (2,))
+for lora in (None, LoraSettings(r=4, alpha=8, dropout=0.0)):
+    torch.manual_seed(0)
+    policy = Policy(sys.argv[1], lora=lora, with_reference=True)
+    for name, param in policy.model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_()
+    ids = torch.randint(0, 800, (2, 10))
+    mask = torch.ones_like(ids)
+    want = policy.token_logprobs(ids, mask).logprobs.detach()
+    want_ref = policy.reference_logprobs(ids, mask)
+    want_items = {k: v.clone() for k, v in policy.merged_state_items()}
+    for layer in policy._causal_lm().model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(policy, mesh=mesh)
+    out = policy.token_logprobs(ids, mask, with_entropy=True)
+    (out.logprobs.sum() + out.entropy.sum()).backward()
+    assert torch.allclose(out.logprobs, want, atol=1e-5)
+    assert all(p.grad is not None for p in policy.trainable_parameters())
+    assert torch.allclose(policy.reference_logprobs(ids, mask), want_ref, atol=1e-5)
+    items = dict(policy.merged_state_items())
+    assert list(items) == list(want_items)
+    assert all(torch.allclose(items[k], want_items[k], atol=1e-6) for k in items)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_works_under_fsdp2_on_two_cpu_ranks(tiny_dir, tmp_path):
+    """fully_shard (gloo): log-probs, gradients, reference and merged weights as unsharded."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fsdp.py"
+    script.write_text(FSDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    out = subprocess.run(
+        [*command, str(script), str(tiny_dir)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.split().count("ok") == 2
