@@ -218,6 +218,7 @@ class CWRPOModule(L.LightningModule):
         num_tokens, num_rows = float(total[0]), float(total[1])
         stats_sum: dict[str, float] = {}
         weight_sum = 0.0
+        loss_sum = torch.zeros((), device=self.device)
         for micro in micro_batches(batch, self.micro_batch_size):
             out = self.policy.token_logprobs(micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy)
             result = cwrpo_loss(
@@ -241,6 +242,7 @@ class CWRPOModule(L.LightningModule):
                 loss = loss * (len(micro) / max(num_rows, 1.0))
             # DDP and FSDP2 average gradients over ranks; the normaliser above is already global.
             self.manual_backward(loss * (0.0 if dummy else world))
+            loss_sum += loss.detach() * (0.0 if dummy else 1.0)
             tokens = float(micro.num_loss_tokens)
             for name, value in result.stats.to_dict(prefix="train").items():
                 stats_sum[name] = stats_sum.get(name, 0.0) + value * tokens
@@ -254,7 +256,8 @@ class CWRPOModule(L.LightningModule):
         metrics.pop("train/num_tokens", None)
         metrics["train/grad_norm"] = grad_norm
         metrics["train/tokens"] = num_tokens
-        loss_value = metrics.get("train/pg_loss", 0.0)
+        # Each rank's share is already divided by the global normaliser: their sum is the loss.
+        loss_value = float(self._all_reduce_sum(loss_sum))
         self.log("train/loss", loss_value, prog_bar=True, on_step=True, on_epoch=False, batch_size=max(rows, 1))
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)

@@ -1,0 +1,82 @@
+"""The update-phase core: minibatch plans, micro-batches, scoring the old policy."""
+
+from __future__ import annotations
+
+import torch
+
+from flowsteer.episode_stats import EpisodeStats, operator_count
+from flowsteer.rollout.batch import collate
+from flowsteer.rollout.trajectory import Trajectory
+from flowsteer.schedules import WarmupCosine
+from flowsteer.update import micro_batches, plan_minibatches, score_buffer
+
+
+def _batch(rows: int = 5):
+    trajectories = [
+        Trajectory(list(range(3, 9 + i)), [0, 0, 0] + [1] * (6 + i - 3), [0.0] * (6 + i), float(i), group_id=i // 2)
+        for i in range(rows)
+    ]
+    return collate(trajectories, torch.arange(rows, dtype=torch.float32), 0)
+
+
+def test_plan_covers_every_row_once_per_pass_with_a_fixed_step_count() -> None:
+    plan = plan_minibatches(list(range(10)), 10, 4, ppo_epochs=2, seed=1)
+    assert plan.minibatches_per_epoch == 3 and len(plan.steps) == 6
+    for p in range(2):
+        rows = [r for step in plan.steps[3 * p : 3 * p + 3] for r in step]
+        assert sorted(rows) == list(range(10))
+    assert plan.steps[:3] != plan.steps[3:]  # a fresh permutation per pass
+    assert plan == plan_minibatches(list(range(10)), 10, 4, ppo_epochs=2, seed=1)
+
+
+def test_dropped_rows_keep_the_step_count() -> None:
+    plan = plan_minibatches([0, 5], 10, 4, ppo_epochs=1, seed=0)
+    assert len(plan.steps) == 3 and sorted(r for s in plan.steps for r in s) == [0, 5]
+
+
+def test_micro_batches_trim_padding_and_keep_tokens() -> None:
+    batch = _batch()
+    parts = list(micro_batches(batch, 2))
+    assert [len(p) for p in parts] == [2, 2, 1]
+    assert parts[0].input_ids.shape[1] == 7  # the longest of rows 0-1, not of the batch (10)
+    assert sum(p.num_loss_tokens for p in parts) == batch.num_loss_tokens
+
+
+def test_score_buffer_matches_the_policy_row_by_row(tiny_policy) -> None:
+    from flowsteer.policy import Policy
+
+    policy = Policy(str(tiny_policy)).eval()
+    batch = _batch(3)
+    scored = score_buffer(policy, batch, micro_batch_size=2, reference=False)
+    for i in range(3):
+        n = int(batch.attention_mask[i].sum())
+        alone = policy.token_logprobs(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n]).logprobs
+        torch.testing.assert_close(scored.old_logprobs[i, :n], alone[0].detach(), rtol=1e-5, atol=1e-5)
+        assert torch.all(scored.old_logprobs[i, n:] == 0)
+    assert scored.ref_logprobs is None
+
+
+def test_episode_stats_excludes_failures_and_flags_shortcuts() -> None:
+    good = Trajectory([1], [1], [0.0], 0.5, {"div": 1.0, "answer": 1.0, "div/checker": 0.2}, source="gsm8k",
+                      dsl="Plan -> Programmer -> Verify ? Revise : done -> Format", finished=True, turns=4)
+    short = Trajectory([1], [1], [0.0], -1.0, {"div": 0.2, "answer": float("nan"), "div/checker": 0.0},
+                       source="gsm8k", dsl="Custom", turns=2, invalid_actions=1)
+    failed = Trajectory([1], [1], [0.0], float("nan"), source="gsm8k", error="engine abort")
+    stats = EpisodeStats.of([good, short, failed])
+    assert (stats.episodes, stats.failed) == (3, 1)
+    assert stats.reward == -0.25 and stats.accuracy == {"gsm8k": 0.5}
+    assert stats.shortcut_rate == 0.5 and stats.div_pass_rate == 0.5 and stats.finish_rate == 0.5
+    assert stats.invalid_action_rate == 1 / 6
+    assert stats.to_dict()["rollout/reward/answer"] == 1.0  # the unscored answer is left out
+    assert operator_count("Plan -> [Programmer, Custom] -> ScEnsemble") == 4
+
+
+def test_warmup_cosine() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, warmup_steps=2, total_steps=6)
+    lrs = []
+    for _ in range(7):
+        lrs.append(round(opt.param_groups[0]["lr"], 4))
+        opt.step()
+        sched.step()
+    assert lrs == [0.3333, 0.6667, 1.0, 0.8536, 0.5, 0.1464, 0.0]
