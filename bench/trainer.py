@@ -44,22 +44,24 @@ class Buffer(L.Callback):
     def __init__(self, batch: RolloutBatch) -> None:
         self.batch, self.seconds, self.tokens, self._t = batch, 0.0, 0, 0.0
 
-    def setup(self, trainer, pl_module, stage):  # noqa: ANN001
+    def setup(self, trainer, pl_module, stage):
         pl_module.rollout_size = len(self.batch)
 
-    def on_train_epoch_start(self, trainer, pl_module):  # noqa: ANN001
+    def on_train_epoch_start(self, trainer, pl_module):
         pl_module.set_rollout(self.batch, list(range(len(self.batch))))
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if batch_idx == 0:  # the old-policy scoring is done; Lightning's own overhead counts
             self._t = time.perf_counter()
         self.tokens += int(batch.loss_mask.sum())
 
-    def on_train_epoch_end(self, trainer, pl_module):  # noqa: ANN001
+    def on_train_epoch_end(self, trainer, pl_module):
         self.seconds += time.perf_counter() - self._t
 
 
-def lightning_run(model_dir: Path, batch: RolloutBatch, args: argparse.Namespace) -> tuple[float, int]:
+def lightning_run(
+    model_dir: Path, batch: RolloutBatch, args: argparse.Namespace
+) -> tuple[float, int]:
     torch.manual_seed(0)
     module = CWRPOModule(
         Policy(str(model_dir)),
@@ -85,7 +87,7 @@ def lightning_run(model_dir: Path, batch: RolloutBatch, args: argparse.Namespace
 
 
 class _NoData(L.LightningDataModule):
-    def train_dataloader(self):  # noqa: ANN201
+    def train_dataloader(self):
         return self.trainer.lightning_module.train_dataloader()
 
 
@@ -98,7 +100,9 @@ def bare_run(model_dir: Path, batch: RolloutBatch, args: argparse.Namespace) -> 
         policy.eval()
         scored = score_buffer(policy, batch, args.micro, reference=False)
         policy.train()
-        plan = plan_minibatches(list(range(len(batch))), len(batch), args.minibatch, 1, seed=iteration)
+        plan = plan_minibatches(
+            list(range(len(batch))), len(batch), args.minibatch, 1, seed=iteration
+        )
         for rows in plan.steps:
             started = time.perf_counter()
             minibatch = scored.select(list(rows))
@@ -135,7 +139,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(
-            Path(tmp) / "policy", hidden_size=args.hidden, num_layers=args.layers, intermediate_size=4 * args.hidden
+            Path(tmp) / "policy",
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            intermediate_size=4 * args.hidden,
         )
         vocab = Policy(str(model_dir)).tokenizer.vocab_size
         batch = make_buffer(args.rows, args.length, vocab, seed=0)
@@ -151,7 +158,9 @@ def main() -> None:
         seconds, tokens = min(results)
         rate[name] = tokens / seconds
         print(f"{name:<12} {seconds:>8.2f} {tokens:>8d} {rate[name]:>10.0f}")
-    print(f"ratio lightning / bare torch: {rate['lightning'] / rate['bare torch']:.3f} (target >= 0.9)")
+    print(
+        f"ratio lightning / bare torch: {rate['lightning'] / rate['bare torch']:.3f} (target >= 0.9)"
+    )
 
 
 if __name__ == "__main__":

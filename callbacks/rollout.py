@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from flowsteer.advantages import compute_advantages
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.execution import Executor
-from flowsteer.episode_stats import EpisodeStats
+from flowsteer.rollout.episode_stats import EpisodeStats
 from flowsteer.llm.backend import BackendStats
 from flowsteer.rewards import WorkflowReward
 from flowsteer.rollout.batch import collate
@@ -149,7 +149,9 @@ class RolloutCallback(L.Callback):
         if stage == "fit":
             datamodule = trainer.datamodule
             if datamodule is None or not hasattr(datamodule, "next_train_tasks"):
-                raise ValueError("RolloutCallback: fit needs a TaskDataModule (data: in the config)")
+                raise ValueError(
+                    "RolloutCallback: fit needs a TaskDataModule (data: in the config)"
+                )
             pl_module.rollout_size = datamodule.tasks_per_rank * self.group_size
 
     def _runner(self, sampling: SamplingParams) -> RolloutRunner:
@@ -200,7 +202,9 @@ class RolloutCallback(L.Callback):
             )
         started = time.perf_counter()
         tasks = trainer.datamodule.next_train_tasks()
-        seed = (self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank) & 0x7FFFFFFF
+        seed = (
+            self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank
+        ) & 0x7FFFFFFF
         trajectories = self._play(self.runner, tasks, seed, trainer)
         rollout_s = time.perf_counter() - started
         ok = [i for i, t in enumerate(trajectories) if t.error is None and not math.isnan(t.reward)]
@@ -221,11 +225,20 @@ class RolloutCallback(L.Callback):
         self._log(trainer, pl_module, trajectories, advantages, rollout_s)
 
     def _play(
-        self, runner: RolloutRunner, tasks: Sequence[Task], seed: int | None, trainer: L.Trainer | None
+        self,
+        runner: RolloutRunner,
+        tasks: Sequence[Task],
+        seed: int | None,
+        trainer: L.Trainer | None,
     ) -> list[Trajectory]:
         total = len(tasks) * self.group_size
         bar = None
-        if self.progress and trainer is not None and trainer.is_global_zero and trainer.progress_bar_callback:
+        if (
+            self.progress
+            and trainer is not None
+            and trainer.is_global_zero
+            and trainer.progress_bar_callback
+        ):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, desc="rollout", leave=False, dynamic_ncols=True)
@@ -240,7 +253,9 @@ class RolloutCallback(L.Callback):
                     bar.set_postfix(reward=f"{sum(done) / len(done):.3f}")
 
         try:
-            return self.run_async(runner.run(tasks, self.group_size, seed=seed, on_episode_done=on_done))
+            return self.run_async(
+                runner.run(tasks, self.group_size, seed=seed, on_episode_done=on_done)
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -274,7 +289,9 @@ class RolloutCallback(L.Callback):
         mixture = getattr(trainer.datamodule, "mixture", None)
         return sorted(mixture.pools) if mixture is not None else []
 
-    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float]) -> None:
+    def _write(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float]
+    ) -> None:
         """Reduce over ranks and write at once at the current step (not at epoch end), so an
         iteration's rollout statistics survive a kill before the iteration's updates finish."""
         names = sorted(metrics)
@@ -306,7 +323,9 @@ class RolloutCallback(L.Callback):
             dsl = t.dsl or "(empty)"
             reward = "failed: " + str(t.error)[:60] if t.error else f"{t.reward:.3f}"
             rows.append(f"| {t.task_id} | {t.source} | {_cell(dsl)} | {_cell(answer)} | {reward} |")
-        logger.experiment.add_text("rollout/samples", "\n".join(rows), global_step=trainer.global_step)
+        logger.experiment.add_text(
+            "rollout/samples", "\n".join(rows), global_step=trainer.global_step
+        )
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -316,7 +335,11 @@ class RolloutCallback(L.Callback):
         return self.run_async(self.greedy_runner.run(list(tasks), 1, seed=self.seed))
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._loop is not None and not self._loop.is_closed() and stage in ("fit", "validate", "test"):
+        if (
+            self._loop is not None
+            and not self._loop.is_closed()
+            and stage in ("fit", "validate", "test")
+        ):
             backend = getattr(self.executor, "backend", None)
             close = getattr(backend, "aclose", None)
             if close is not None:
@@ -336,7 +359,12 @@ class RolloutCallback(L.Callback):
 
 
 def _reduce(name: str) -> str:
-    counts = ("backend/", "rollout/episodes", "rollout/failed_episodes", "rollout/zero_variance_groups")
+    counts = (
+        "backend/",
+        "rollout/episodes",
+        "rollout/failed_episodes",
+        "rollout/zero_variance_groups",
+    )
     return "sum" if name.startswith(counts) else "mean"
 
 

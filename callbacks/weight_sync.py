@@ -88,12 +88,16 @@ class WeightSyncCallback(L.Callback):
         """Mean |engine − trainer| log-prob over the probe's sampled tokens."""
         tokenizer = pl_module.policy.tokenizer
         prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": self.probe_prompt}], add_generation_prompt=True, tokenize=True
+            [{"role": "user", "content": self.probe_prompt}],
+            add_generation_prompt=True,
+            tokenize=True,
         )
         if hasattr(prompt, "keys"):  # transformers may return a BatchEncoding
             prompt = prompt["input_ids"]
         params = SamplingParams(max_tokens=self.probe_tokens, temperature=1.0, seed=0)
-        generation = rollout.run_async(rollout.engine.generate([GenerationRequest(list(prompt), params)]))[0]
+        generation = rollout.run_async(
+            rollout.engine.generate([GenerationRequest(list(prompt), params)])
+        )[0]
         if not generation.token_ids:
             return 0.0
         ids = torch.tensor([list(prompt) + generation.token_ids], device=pl_module.device)

@@ -94,7 +94,9 @@ class TaskDataModule(L.LightningDataModule):
         if not train:
             raise ValueError("TaskDataModule: train needs at least one TaskFile")
         if tasks_per_source < 1:
-            raise ValueError(f"TaskDataModule: tasks_per_source must be >= 1, got {tasks_per_source}")
+            raise ValueError(
+                f"TaskDataModule: tasks_per_source must be >= 1, got {tasks_per_source}"
+            )
         if eval_batch_size < 1:
             raise ValueError(f"TaskDataModule: eval_batch_size must be >= 1, got {eval_batch_size}")
         self.train_files = list(train)
@@ -191,7 +193,9 @@ class TaskDataModule(L.LightningDataModule):
 
     def _eval_loader(self, tasks: list[Task]) -> DataLoader:
         # Under DDP Lightning adds a DistributedSampler, so ranks play distinct tasks.
-        return DataLoader(tasks, batch_size=self.eval_batch_size, shuffle=False, collate_fn=TaskBatch)
+        return DataLoader(
+            tasks, batch_size=self.eval_batch_size, shuffle=False, collate_fn=TaskBatch
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_tasks)

@@ -29,7 +29,11 @@ class WarmupCosine(LambdaLR):
     """
 
     def __init__(
-        self, optimizer: Optimizer, warmup_steps: int = 10, total_steps: int = 300, min_ratio: float = 0.0
+        self,
+        optimizer: Optimizer,
+        warmup_steps: int = 10,
+        total_steps: int = 300,
+        min_ratio: float = 0.0,
     ) -> None:
         if warmup_steps < 0 or total_steps < 1:
             raise ValueError(

@@ -130,4 +130,11 @@ def score_buffer(
     return replace(batch, old_logprobs=old, ref_logprobs=ref)
 
 
-__all__ = ["MinibatchPlan", "micro_batches", "num_minibatches", "plan_minibatches", "score_buffer", "trim"]
+__all__ = [
+    "MinibatchPlan",
+    "micro_batches",
+    "num_minibatches",
+    "plan_minibatches",
+    "score_buffer",
+    "trim",
+]

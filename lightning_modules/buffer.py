@@ -39,7 +39,10 @@ class IterationBuffer:
         batch = {f.name: _cpu(getattr(self.batch, f.name)) for f in fields(self.batch)}
         plan = None
         if self.plan is not None:
-            plan = {"steps": [list(s) for s in self.plan.steps], "per_epoch": self.plan.minibatches_per_epoch}
+            plan = {
+                "steps": [list(s) for s in self.plan.steps],
+                "per_epoch": self.plan.minibatches_per_epoch,
+            }
         return {"batch": batch, "rows": list(self.rows), "plan": plan, "iteration": self.iteration}
 
     @classmethod

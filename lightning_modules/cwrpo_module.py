@@ -28,7 +28,6 @@ from flowsteer.losses import cwrpo_loss
 from flowsteer.policy import Policy
 from flowsteer.rollout.batch import RolloutBatch
 from flowsteer.update import micro_batches, num_minibatches, plan_minibatches, score_buffer, trim
-
 from lightning_modules.buffer import IterationBuffer, MinibatchLoader
 
 
@@ -67,7 +66,9 @@ class CWRPOModule(L.LightningModule):
         clip_eps_high: float = 0.2,
         kl_coef: float = 0.0,
         kl_estimator: Literal["k1", "k2", "k3"] = "k3",
-        loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean",
+        loss_agg: Literal[
+            "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"
+        ] = "token-mean",
         tis_cap: float | None = None,
         max_grad_norm: float | None = 1.0,
         log_entropy: bool = True,
@@ -75,7 +76,11 @@ class CWRPOModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("ppo_epochs", ppo_epochs), ("minibatch_size", minibatch_size), ("micro_batch_size", micro_batch_size)):
+        for name, value in (
+            ("ppo_epochs", ppo_epochs),
+            ("minibatch_size", minibatch_size),
+            ("micro_batch_size", micro_batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"CWRPOModule: {name} must be >= 1, got {value}")
         if kl_coef > 0 and not policy.has_reference:
@@ -135,7 +140,9 @@ class CWRPOModule(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         tasks = []
         if datamodule is not None:
-            tasks = list(getattr(datamodule, "val_tasks", [])) + list(getattr(datamodule, "test_tasks", []))
+            tasks = list(getattr(datamodule, "val_tasks", [])) + list(
+                getattr(datamodule, "test_tasks", [])
+            )
         for source in dict.fromkeys(t.source for t in tasks):
             if source not in self.eval_accuracy:
                 self.eval_accuracy[source] = MeanMetric()
@@ -145,7 +152,10 @@ class CWRPOModule(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     def train_dataloader(self) -> MinibatchLoader:
         if self.rollout_size is None:
@@ -160,14 +170,18 @@ class CWRPOModule(L.LightningModule):
         assert self.rollout_size is not None
         return self.ppo_epochs * num_minibatches(self.rollout_size, self.minibatch_size)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
         return batch.to(device) if hasattr(batch, "to") else batch
 
     # -- the iteration -----------------------------------------------------------------------
 
     def set_rollout(self, batch: RolloutBatch, rows: list[int]) -> None:
         """Called by the rollout callback: this iteration's buffer and the rows that train."""
-        self.buffer = IterationBuffer(batch=batch, rows=list(rows), plan=None, iteration=self.current_epoch)
+        self.buffer = IterationBuffer(
+            batch=batch, rows=list(rows), plan=None, iteration=self.current_epoch
+        )
 
     def start_iteration(self) -> None:
         """Run the epoch-start hooks (rollout, then scoring) when Lightning did not."""
@@ -178,7 +192,9 @@ class CWRPOModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self.buffer is None:
-            raise RuntimeError("CWRPOModule: the rollout callback did not fill the buffer for this iteration")
+            raise RuntimeError(
+                "CWRPOModule: the rollout callback did not fill the buffer for this iteration"
+            )
         if self.buffer.plan is not None:
             return
         started = time.perf_counter()
@@ -220,7 +236,9 @@ class CWRPOModule(L.LightningModule):
         weight_sum = 0.0
         loss_sum = torch.zeros((), device=self.device)
         for micro in micro_batches(batch, self.micro_batch_size):
-            out = self.policy.token_logprobs(micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy)
+            out = self.policy.token_logprobs(
+                micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy
+            )
             result = cwrpo_loss(
                 out.logprobs,
                 micro.old_logprobs,
@@ -258,7 +276,14 @@ class CWRPOModule(L.LightningModule):
         metrics["train/tokens"] = num_tokens
         # Each rank's share is already divided by the global normaliser: their sum is the loss.
         loss_value = float(self._all_reduce_sum(loss_sum))
-        self.log("train/loss", loss_value, prog_bar=True, on_step=True, on_epoch=False, batch_size=max(rows, 1))
+        self.log(
+            "train/loss",
+            loss_value,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+            batch_size=max(rows, 1),
+        )
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
         self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
 
@@ -268,7 +293,12 @@ class CWRPOModule(L.LightningModule):
         if scheduler is not None and not isinstance(scheduler, list):
             scheduler.step()
         if self._update_started is not None:
-            self.log("time/update_s", time.perf_counter() - self._update_started, on_epoch=True, on_step=False)
+            self.log(
+                "time/update_s",
+                time.perf_counter() - self._update_started,
+                on_epoch=True,
+                on_step=False,
+            )
             self._update_started = None
 
     def _all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
@@ -297,7 +327,9 @@ class CWRPOModule(L.LightningModule):
 
     def _evaluate(self, tasks: Any, stage: str) -> None:
         if self.player is None:
-            raise ValueError(f"CWRPOModule: {stage} needs a RolloutCallback in trainer.callbacks to play episodes")
+            raise ValueError(
+                f"CWRPOModule: {stage} needs a RolloutCallback in trainer.callbacks to play episodes"
+            )
         trajectories = self.player.play_greedy(list(tasks))
         for trajectory in trajectories:
             answer = trajectory.reward_components.get("answer", float("nan"))
@@ -307,13 +339,22 @@ class CWRPOModule(L.LightningModule):
             self.log(f"{stage}/accuracy/{source}", metric, on_epoch=True, on_step=False)
         rewards = [t.reward for t in trajectories if t.error is None]
         if rewards:
-            self.log(f"{stage}/reward/total", sum(rewards) / len(rewards), on_epoch=True, batch_size=len(rewards), sync_dist=True)
+            self.log(
+                f"{stage}/reward/total",
+                sum(rewards) / len(rewards),
+                on_epoch=True,
+                batch_size=len(rewards),
+                sync_dist=True,
+            )
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every rank's buffer, loader position and RNG states (gathered; rank 0 writes them)."""
-        mine = {"buffer": self.buffer.state_dict() if self.buffer is not None else None, "rng": _rng_state()}
+        mine = {
+            "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+            "rng": _rng_state(),
+        }
         if self.trainer.world_size > 1 and dist.is_initialized():
             # Serialise first: all_gather_object cannot pickle tensors' storages under gloo.
             payload = io.BytesIO()
@@ -351,7 +392,9 @@ class CWRPOModule(L.LightningModule):
     def minibatches(self, start: int) -> Iterator[RolloutBatch]:
         """This iteration's minibatches from step ``start`` on (what the train loader yields)."""
         if self.buffer is None or self.buffer.plan is None:
-            raise RuntimeError("CWRPOModule: the buffer is not scored yet (on_train_epoch_start did not run)")
+            raise RuntimeError(
+                "CWRPOModule: the buffer is not scored yet (on_train_epoch_start did not run)"
+            )
         for rows in self.buffer.plan.steps[start:]:
             yield trim(self.buffer.batch.select(list(rows)))
 
@@ -378,7 +421,13 @@ def _rng_state() -> dict[str, Any]:
 
         name, keys, pos, has_gauss, cached = np.random.get_state()
         # Tensors and plain numbers only, so Lightning's weights_only checkpoint loading accepts it.
-        state["numpy"] = (name, torch.from_numpy(keys.copy()), int(pos), int(has_gauss), float(cached))
+        state["numpy"] = (
+            name,
+            torch.from_numpy(keys.copy()),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        )
     except ImportError:  # pragma: no cover
         pass
     if torch.cuda.is_available():

@@ -21,8 +21,15 @@ from lightning_modules.cwrpo_module import CWRPOModule
 class FlowSteerCLI(LightningCLI):
     """LightningCLI with FlowSteer's defaults (a checkpoint every step, TensorBoard)."""
 
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse's parser
-        parser.set_defaults({"trainer.logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}}})
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults(
+            {
+                "trainer.logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": "runs"},
+                }
+            }
+        )
 
 
 def run_training(argv: Sequence[str]) -> int:

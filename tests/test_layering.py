@@ -28,6 +28,8 @@ TORCH_SIDE = (
     "flowsteer.policy",
     "flowsteer.token_logprobs",
     "flowsteer.rollout",
+    "flowsteer.update",
+    "flowsteer.schedules",
 )
 
 

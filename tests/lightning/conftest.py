@@ -19,7 +19,12 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(
-    run_dir: Path, policy: Path, *, epochs: int = 2, executor: dict | None = None, extra_callbacks=()
+    run_dir: Path,
+    policy: Path,
+    *,
+    epochs: int = 2,
+    executor: dict | None = None,
+    extra_callbacks=(),
 ) -> dict:
     """A seconds-long fit: 2 sources × 1 task × G=2, one turn of 8 tokens, 2 steps/iteration."""
     rollout = {
@@ -66,7 +71,10 @@ def tiny_config(
             ],
         },
         "model": {
-            "policy": {"class_path": "flowsteer.policy.Policy", "init_args": {"model": str(policy)}},
+            "policy": {
+                "class_path": "flowsteer.policy.Policy",
+                "init_args": {"model": str(policy)},
+            },
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
             "minibatch_size": 2,
             "micro_batch_size": 1,

@@ -23,7 +23,9 @@ class FixedRollout(L.Callback):
         seed: Seeds the token ids and advantages.
     """
 
-    def __init__(self, rows: int = 4, length: int = 24, out: str = "weights.pt", seed: int = 0) -> None:
+    def __init__(
+        self, rows: int = 4, length: int = 24, out: str = "weights.pt", seed: int = 0
+    ) -> None:
         self.rows, self.length, self.out, self.seed = rows, length, out, seed
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -38,12 +40,16 @@ class FixedRollout(L.Callback):
             ids = torch.randint(10, vocab, (n,), generator=generator).tolist()
             mask = [0] * (n // 2) + [1] * (n - n // 2)
             trajectories.append(
-                Trajectory(ids, mask, [-1.0 * m for m in mask], reward=float(i % 2), group_id=i // 2)
+                Trajectory(
+                    ids, mask, [-1.0 * m for m in mask], reward=float(i % 2), group_id=i // 2
+                )
             )
         advantages = torch.randn(self.rows, generator=generator)
         batch = collate(trajectories, advantages, pl_module.policy.tokenizer.pad_token_id)
         share = self.rows // trainer.world_size
-        mine = batch.select(list(range(trainer.global_rank * share, (trainer.global_rank + 1) * share)))
+        mine = batch.select(
+            list(range(trainer.global_rank * share, (trainer.global_rank + 1) * share))
+        )
         pl_module.set_rollout(mine, list(range(share)))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -44,7 +44,7 @@ class ScriptedEngine:
         out = []
         for request in requests:
             text = self.actions[min(self._turn(request.prompt_ids), len(self.actions) - 1)]
-            ids = self.tokenizer.encode(text)[: request.sampling.max_tokens - 1] + [self.end]
+            ids = [*self.tokenizer.encode(text)[: request.sampling.max_tokens - 1], self.end]
             out.append(Generation(ids, [-1.0] * len(ids), "stop"))
         return out
 

@@ -52,7 +52,9 @@ def _config(tmp_path: Path, policy: Path, base_url: str, *, key_env: str | None)
 
 
 @pytest.mark.slow
-def test_faults_at_30_percent_are_counted_and_training_continues(tmp_path: Path, tiny_policy: Path) -> None:
+def test_faults_at_30_percent_are_counted_and_training_continues(
+    tmp_path: Path, tiny_policy: Path
+) -> None:
     rng, lock = random.Random(0), threading.Lock()
     injected: list[int] = []
     kinds = [Fault.http(500), Fault.http(429, retry_after_s=0.01), Fault.drop(), Fault.hang(1.0)]
@@ -65,7 +67,9 @@ def test_faults_at_30_percent_are_counted_and_training_continues(tmp_path: Path,
             return rng.choice(kinds)
 
     with LoopbackServer(replies=["#### 4"], faults=faults) as server:
-        code = main(["fit", "--config", str(_config(tmp_path, tiny_policy, server.base_url, key_env=None))])
+        code = main(
+            ["fit", "--config", str(_config(tmp_path, tiny_policy, server.base_url, key_env=None))]
+        )
         requests = len(server.chat_requests)
     assert code == 0
     logged = scalars(tmp_path / "run" / "tb")
@@ -78,15 +82,28 @@ def test_faults_at_30_percent_are_counted_and_training_continues(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_api_key_never_written(tmp_path: Path, tiny_policy: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+def test_api_key_never_written(
+    tmp_path: Path,
+    tiny_policy: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("FLOWSTEER_TEST_KEY", SECRET)
     with LoopbackServer(replies=["#### 4"]) as server:
-        code = main(["fit", "--config", str(_config(tmp_path, tiny_policy, server.base_url, key_env="FLOWSTEER_TEST_KEY"))])
+        code = main(
+            [
+                "fit",
+                "--config",
+                str(_config(tmp_path, tiny_policy, server.base_url, key_env="FLOWSTEER_TEST_KEY")),
+            ]
+        )
         sent = [r.headers.get("authorization", "") for r in server.chat_requests]
     assert code == 0
     assert any(SECRET in h for h in sent)  # the key was really used
     written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
-    assert any(p.name == "config.yaml" for p in written) and any(p.suffix == ".ckpt" for p in written)
+    assert any(p.name == "config.yaml" for p in written) and any(
+        p.suffix == ".ckpt" for p in written
+    )
     assert any(p.name == "hparams.yaml" for p in written)
     for path in written:
         assert SECRET.encode() not in path.read_bytes(), path

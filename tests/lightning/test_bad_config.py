@@ -12,7 +12,9 @@ from lightning_modules.cli import main
 from tests.lightning.conftest import tiny_config, write_config
 
 
-def _run(tmp_path: Path, config: dict, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+def _run(
+    tmp_path: Path, config: dict, capsys: pytest.CaptureFixture[str], *extra: str
+) -> tuple[int, str]:
     path = write_config(tmp_path / "bad.yaml", config)
     try:
         code = main(["fit", "--config", str(path), *extra])
@@ -36,13 +38,17 @@ def test_wrong_type(tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFix
     assert code == 2 and "minibatch_size" in err
 
 
-def test_missing_model_directory(tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_model_directory(
+    tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tiny_config(tmp_path / "run", tmp_path / "no-such-model")
     code, err = _run(tmp_path, config, capsys)
     assert code == 2 and "no-such-model" in err
 
 
-def test_task_file_with_a_bad_record(tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_task_file_with_a_bad_record(
+    tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "gsm8k_bad.jsonl"
     records = [{"question": "1 + 1?", "answer": "#### 2"}, {"question": "2 + 2?"}]
     bad.write_text("\n".join(json.dumps(r) for r in records) + "\n")
@@ -53,7 +59,9 @@ def test_task_file_with_a_bad_record(tmp_path: Path, tiny_policy: Path, capsys: 
     assert "gsm8k_bad.jsonl" in err and "record 1" in err and "'answer'" in err
 
 
-def test_unreachable_backend(tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_backend(
+    tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -72,5 +80,7 @@ def test_unreachable_backend(tmp_path: Path, tiny_policy: Path, capsys: pytest.C
             }
         },
     }
-    code, err = _run(tmp_path, tiny_config(tmp_path / "run", tiny_policy, executor=executor), capsys)
+    code, err = _run(
+        tmp_path, tiny_config(tmp_path / "run", tiny_policy, executor=executor), capsys
+    )
     assert code == 2 and f"127.0.0.1:{port}" in err and "does not answer" in err

@@ -24,11 +24,16 @@ def test_config_parses_through_the_cli(config: Path, capsys: pytest.CaptureFixtu
     printed = yaml.safe_load(capsys.readouterr().out)
     source = yaml.safe_load(config.read_text())
     # What the file sets survives parsing: the policy, the callbacks, the training sources.
-    assert printed["model"]["policy"]["init_args"]["model"] == source["model"]["policy"]["init_args"]["model"]
+    assert (
+        printed["model"]["policy"]["init_args"]["model"]
+        == source["model"]["policy"]["init_args"]["model"]
+    )
     assert [c["class_path"] for c in printed["trainer"]["callbacks"]] == [
         c["class_path"] for c in source["trainer"]["callbacks"]
     ]
-    assert [f["source"] for f in printed["data"]["train"]] == [f["source"] for f in source["data"]["train"]]
+    assert [f["source"] for f in printed["data"]["train"]] == [
+        f["source"] for f in source["data"]["train"]
+    ]
 
 
 def test_paper_recipe_values() -> None:
@@ -43,4 +48,6 @@ def test_paper_recipe_values() -> None:
     assert paper["data"]["tasks_per_source"] == 6 and paper["trainer"]["max_epochs"] == 300
     assert "ModelParallelStrategy" in paper["trainer"]["strategy"]["class_path"]
     assert rollout["engine"]["class_path"].endswith("VLLMEngine")
-    assert rollout["executor"]["init_args"]["backend"]["init_args"]["api_key_env"] == "OPENAI_API_KEY"
+    assert (
+        rollout["executor"]["init_args"]["backend"]["init_args"]["api_key_env"] == "OPENAI_API_KEY"
+    )

@@ -42,7 +42,9 @@ def _fit(config: Path, *extra: str) -> None:
     assert process.returncode == 0, output[-4000:]
 
 
-def _config(tmp_path: Path, name: str, policy: Path, *, epochs: int, strategy: dict | str | None) -> Path:
+def _config(
+    tmp_path: Path, name: str, policy: Path, *, epochs: int, strategy: dict | str | None
+) -> Path:
     world = 1 if strategy is None else 2
     config = {
         "seed_everything": 0,
@@ -63,20 +65,35 @@ def _config(tmp_path: Path, name: str, policy: Path, *, epochs: int, strategy: d
                 },
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(tmp_path / name / "ckpt"), "save_last": True, "save_top_k": 0},
+                    "init_args": {
+                        "dirpath": str(tmp_path / name / "ckpt"),
+                        "save_last": True,
+                        "save_top_k": 0,
+                    },
                 },
             ],
             **({"strategy": strategy} if strategy is not None else {}),
         },
         "model": {
-            "policy": {"class_path": "flowsteer.policy.Policy", "init_args": {"model": str(policy)}},
+            "policy": {
+                "class_path": "flowsteer.policy.Policy",
+                "init_args": {"model": str(policy)},
+            },
             # SGD, not Adam: Adam is blind to a wrong gradient scale, SGD is not.
             "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 1.0}},
             "minibatch_size": 4 // world,  # one optimizer step per iteration over all 4 rows
             "micro_batch_size": 1,
             "max_grad_norm": None,
         },
-        "data": {"train": [{"source": "gsm8k", "path": str(REPO / "flowsteer/examples/data/gsm8k_sample.jsonl")}], "tasks_per_source": 2},
+        "data": {
+            "train": [
+                {
+                    "source": "gsm8k",
+                    "path": str(REPO / "flowsteer/examples/data/gsm8k_sample.jsonl"),
+                }
+            ],
+            "tasks_per_source": 2,
+        },
     }
     return write_config(tmp_path / f"{name}.yaml", config)
 
@@ -106,7 +123,9 @@ def test_ddp_two_processes_equals_one(single: Path, tmp_path: Path, tiny_policy:
 
 
 @pytest.mark.slow
-def test_fsdp2_two_processes_equals_one_and_resumes(single: Path, tmp_path: Path, tiny_policy: Path) -> None:
+def test_fsdp2_two_processes_equals_one_and_resumes(
+    single: Path, tmp_path: Path, tiny_policy: Path
+) -> None:
     fsdp = {
         "class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
         "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1},

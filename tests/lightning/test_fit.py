@@ -57,8 +57,12 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.mark.slow
-def test_fit_writes_documented_scalars_checkpoint_and_resumes(tmp_path: Path, tiny_policy: Path) -> None:
-    config = write_config(tmp_path / "fit.yaml", tiny_config(tmp_path / "run", tiny_policy, epochs=2))
+def test_fit_writes_documented_scalars_checkpoint_and_resumes(
+    tmp_path: Path, tiny_policy: Path
+) -> None:
+    config = write_config(
+        tmp_path / "fit.yaml", tiny_config(tmp_path / "run", tiny_policy, epochs=2)
+    )
     assert main(["fit", "--config", str(config)]) == 0
 
     logged = scalars(tmp_path / "run" / "tb")
@@ -74,10 +78,17 @@ def test_fit_writes_documented_scalars_checkpoint_and_resumes(tmp_path: Path, ti
     assert checkpoint["global_step"] == 4
     assert checkpoint["optimizer_states"][0]["state"]  # AdamW moments are saved
     assert checkpoint["TaskDataModule"]["mixture"]["step"] == 2
-    assert len(checkpoint["flowsteer"]["ranks"]) == 1 and "rng" in checkpoint["flowsteer"]["ranks"][0]
+    assert (
+        len(checkpoint["flowsteer"]["ranks"]) == 1 and "rng" in checkpoint["flowsteer"]["ranks"][0]
+    )
 
     # Resume for one more iteration from the checkpoint.
-    assert main(["fit", "--config", str(config), "--trainer.max_epochs", "3", "--ckpt_path", str(last)]) == 0
+    assert (
+        main(
+            ["fit", "--config", str(config), "--trainer.max_epochs", "3", "--ckpt_path", str(last)]
+        )
+        == 0
+    )
     resumed = torch.load(last, weights_only=False)
     assert resumed["global_step"] == 6
     assert resumed["TaskDataModule"]["mixture"]["step"] == 3

@@ -15,11 +15,20 @@ import torch
 from tests.lightning.conftest import REPO, tiny_config, write_config
 from tests.lightning.test_fit import scalars
 
-COMPARED = ("train/loss", "train/grad_norm", "train/approx_kl_old", "train/ratio_mean", "rollout/reward/total")
+COMPARED = (
+    "train/loss",
+    "train/grad_norm",
+    "train/approx_kl_old",
+    "train/ratio_mean",
+    "rollout/reward/total",
+)
 
 
 def _fit(config: Path, *extra: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(
         [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", str(config), *extra],
         cwd=REPO,
@@ -31,7 +40,11 @@ def _fit(config: Path, *extra: str, timeout: float = 240) -> subprocess.Complete
 
 
 def _config(tmp_path: Path, name: str, policy: Path, kill_at: int | None) -> Path:
-    extra = [{"class_path": "tests.lightning.killer.KillAtStep", "init_args": {"step": kill_at}}] if kill_at else []
+    extra = (
+        [{"class_path": "tests.lightning.killer.KillAtStep", "init_args": {"step": kill_at}}]
+        if kill_at
+        else []
+    )
     config = tiny_config(tmp_path / name, policy, epochs=3, extra_callbacks=extra)
     # LoRA with dropout: the update consumes the global RNG, so its state must be restored too.
     config["model"]["policy"]["init_args"]["lora"] = {"r": 4, "alpha": 8, "dropout": 0.2}
@@ -40,7 +53,9 @@ def _config(tmp_path: Path, name: str, policy: Path, kill_at: int | None) -> Pat
 
 
 @pytest.mark.slow
-def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(tmp_path: Path, tiny_policy: Path) -> None:
+def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(
+    tmp_path: Path, tiny_policy: Path
+) -> None:
     whole = _fit(_config(tmp_path, "whole", tiny_policy, None))
     assert whole.returncode == 0, whole.stderr[-3000:]
 

@@ -24,7 +24,7 @@ def _module(rank: int = 0, world: int = 1, **kwargs) -> TaskDataModule:
 
 def test_io_happens_in_setup_not_init() -> None:
     dm = TaskDataModule([TaskFile("gsm8k", "/no/such/file.jsonl")])
-    with pytest.raises((FileNotFoundError, ValueError), match="file.jsonl"):
+    with pytest.raises((FileNotFoundError, ValueError), match=r"file\.jsonl"):
         dm.setup("fit")
 
 

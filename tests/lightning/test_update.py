@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from flowsteer.episode_stats import EpisodeStats, operator_count
+from flowsteer.rollout.episode_stats import EpisodeStats, operator_count
 from flowsteer.rollout.batch import collate
 from flowsteer.rollout.trajectory import Trajectory
 from flowsteer.schedules import WarmupCosine
@@ -13,7 +13,13 @@ from flowsteer.update import micro_batches, plan_minibatches, score_buffer
 
 def _batch(rows: int = 5):
     trajectories = [
-        Trajectory(list(range(3, 9 + i)), [0, 0, 0] + [1] * (6 + i - 3), [0.0] * (6 + i), float(i), group_id=i // 2)
+        Trajectory(
+            list(range(3, 9 + i)),
+            [0, 0, 0] + [1] * (6 + i - 3),
+            [0.0] * (6 + i),
+            float(i),
+            group_id=i // 2,
+        )
         for i in range(rows)
     ]
     return collate(trajectories, torch.arange(rows, dtype=torch.float32), 0)
@@ -50,17 +56,39 @@ def test_score_buffer_matches_the_policy_row_by_row(tiny_policy) -> None:
     scored = score_buffer(policy, batch, micro_batch_size=2, reference=False)
     for i in range(3):
         n = int(batch.attention_mask[i].sum())
-        alone = policy.token_logprobs(batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n]).logprobs
-        torch.testing.assert_close(scored.old_logprobs[i, :n], alone[0].detach(), rtol=1e-5, atol=1e-5)
+        alone = policy.token_logprobs(
+            batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n]
+        ).logprobs
+        torch.testing.assert_close(
+            scored.old_logprobs[i, :n], alone[0].detach(), rtol=1e-5, atol=1e-5
+        )
         assert torch.all(scored.old_logprobs[i, n:] == 0)
     assert scored.ref_logprobs is None
 
 
 def test_episode_stats_excludes_failures_and_flags_shortcuts() -> None:
-    good = Trajectory([1], [1], [0.0], 0.5, {"div": 1.0, "answer": 1.0, "div/checker": 0.2}, source="gsm8k",
-                      dsl="Plan -> Programmer -> Verify ? Revise : done -> Format", finished=True, turns=4)
-    short = Trajectory([1], [1], [0.0], -1.0, {"div": 0.2, "answer": float("nan"), "div/checker": 0.0},
-                       source="gsm8k", dsl="Custom", turns=2, invalid_actions=1)
+    good = Trajectory(
+        [1],
+        [1],
+        [0.0],
+        0.5,
+        {"div": 1.0, "answer": 1.0, "div/checker": 0.2},
+        source="gsm8k",
+        dsl="Plan -> Programmer -> Verify ? Revise : done -> Format",
+        finished=True,
+        turns=4,
+    )
+    short = Trajectory(
+        [1],
+        [1],
+        [0.0],
+        -1.0,
+        {"div": 0.2, "answer": float("nan"), "div/checker": 0.0},
+        source="gsm8k",
+        dsl="Custom",
+        turns=2,
+        invalid_actions=1,
+    )
     failed = Trajectory([1], [1], [0.0], float("nan"), source="gsm8k", error="engine abort")
     stats = EpisodeStats.of([good, short, failed])
     assert (stats.episodes, stats.failed) == (3, 1)

@@ -81,10 +81,14 @@ class EpisodeStats:
         ok = [t for t in trajectories if t.error is None and not math.isnan(t.reward)]
         n = max(len(ok), 1)
         names = dict.fromkeys(name for t in ok for name in t.reward_components)
-        components = {name: _mean([t.reward_components.get(name, math.nan) for t in ok]) for name in names}
+        components = {
+            name: _mean([t.reward_components.get(name, math.nan) for t in ok]) for name in names
+        }
         accuracy: dict[str, float] = {}
         for source in dict.fromkeys(t.source for t in ok):
-            answers = [t.reward_components.get("answer", math.nan) for t in ok if t.source == source]
+            answers = [
+                t.reward_components.get("answer", math.nan) for t in ok if t.source == source
+            ]
             accuracy[source] = sum(0.0 if math.isnan(a) else a for a in answers) / len(answers)
         turns = sum(t.turns for t in ok)
         return cls(
@@ -93,7 +97,8 @@ class EpisodeStats:
             reward=_mean([t.reward for t in ok]),
             components=components,
             accuracy=accuracy,
-            div_pass_rate=sum(t.reward_components.get("div", 0.0) >= div_max - 1e-6 for t in ok) / n,
+            div_pass_rate=sum(t.reward_components.get("div", 0.0) >= div_max - 1e-6 for t in ok)
+            / n,
             shortcut_rate=sum(_is_shortcut(t) for t in ok) / n,
             finish_rate=sum(t.finished for t in ok) / n,
             truncation_rate=sum(t.truncated or t.context_truncated for t in ok) / n,

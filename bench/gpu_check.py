@@ -1,0 +1,186 @@
+"""Update throughput and MFU of `CWRPOModule` on one CUDA GPU, with a Qwen3-8B-shaped policy.
+
+For a CUDA machine only; never a CI dependency. Nothing is downloaded: the policy is a random-init
+Qwen3 with the 8B shape (36 layers, width 4096, MLP 12288, 32/8 heads, vocabulary 151,936) in
+bf16, saved once to /dev/shm and loaded through the real `Policy`. The script measures the GPU's
+bf16 matmul peak itself, then times update steps through the same module and Lightning with
+FSDP2 (`ModelParallelStrategy` + `fully_shard`, one device), with LoRA (r = 64) and with full
+fine-tuning, and prints tokens/s and model FLOPs utilisation (target: >= 40 % for full
+fine-tuning). Model FLOPs per trained token: 6·N for full fine-tuning, 4·N for LoRA (frozen
+weights get no weight gradient), plus the attention term; the recomputation of gradient
+checkpointing is not counted (it is hardware work, not model work).
+
+    python bench/gpu_check.py                 # under 8 minutes on one H100/H200
+    python bench/gpu_check.py --cpu-smoke     # the same code path on a tiny shape, on CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer import Buffer, _NoData, make_buffer
+
+from flowsteer.models.tiny import build_tokenizer
+from flowsteer.policy import LoraSettings, Policy
+from lightning_modules.cwrpo_module import CWRPOModule
+
+QWEN3_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 12288,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 151936,
+}
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "vocab_size": 1024,
+}
+
+
+def matmul_peak_tflops(device: str, n: int = 8192, iters: int = 50) -> float:
+    """Measured bf16 matmul throughput of this device (the MFU denominator)."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    a, b = (
+        torch.randn(n, n, device=device, dtype=dtype),
+        torch.randn(n, n, device=device, dtype=dtype),
+    )
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - started) / 1e12
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_policy_dir(shape: dict, root: Path, device: str) -> Path:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = build_tokenizer(1024)
+    config = Qwen3Config(
+        **shape,
+        max_position_embeddings=16384,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):
+        model = Qwen3ForCausalLM(config).to(dtype)
+    out = root / "policy"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def run(
+    model_dir: Path, lora: bool, args: argparse.Namespace, device: str
+) -> tuple[float, int, int]:
+    policy = Policy(
+        str(model_dir),
+        dtype="bfloat16" if device == "cuda" else "float32",
+        gradient_checkpointing=True,
+        lora=LoraSettings(r=64, alpha=64, dropout=0.0) if lora else None,
+        attn_implementation="sdpa",
+    )
+    n_params = sum(p.numel() for name, p in policy.model.named_parameters() if "lora_" not in name)
+    module = CWRPOModule(
+        policy,
+        optimizer=lambda p: torch.optim.AdamW(p, lr=1e-5, fused=device == "cuda"),
+        minibatch_size=args.minibatch,
+        micro_batch_size=args.micro,
+        log_entropy=False,
+    )
+    batch = make_buffer(args.rows, args.length, 1000, seed=0)
+    buffer = Buffer(batch)
+    strategy = "auto"
+    if device == "cuda":
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        strategy = ModelParallelStrategy(data_parallel_size=1, tensor_parallel_size=1)
+    trainer = L.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        strategy=strategy,
+        max_epochs=args.iterations,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[buffer],
+    )
+    trainer.fit(module, datamodule=_NoData())
+    del module, policy, trainer
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return buffer.seconds, buffer.tokens, n_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=16)
+    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--minibatch", type=int, default=8)
+    parser.add_argument("--micro", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument(
+        "--cpu-smoke", action="store_true", help="tiny shape on CPU (checks the code path)"
+    )
+    args = parser.parse_args()
+    device = "cpu" if args.cpu_smoke else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit(
+            "bench/gpu_check.py needs a CUDA GPU (use --cpu-smoke to check the code path on CPU)"
+        )
+    shape = TINY if args.cpu_smoke else QWEN3_8B
+    if args.cpu_smoke:
+        args.rows, args.length, args.micro, args.iterations = 8, 128, 2, 1
+    peak = matmul_peak_tflops(device, n=512 if args.cpu_smoke else 8192)
+    root = Path("/dev/shm") if Path("/dev/shm").is_dir() and not args.cpu_smoke else None
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        model_dir = build_policy_dir(shape, Path(tmp), device)
+        rows = []
+        for lora in (True, False):
+            seconds, tokens, n = run(model_dir, lora, args, device)
+            # Attention: 2 matmuls of T·d per layer forward, ×3 with the backward (causal: half).
+            attn = 6 * shape["num_hidden_layers"] * args.length * shape["hidden_size"]
+            per_token = (4 if lora else 6) * n + attn
+            tflops = per_token * tokens / seconds / 1e12
+            rows.append(
+                ("LoRA r=64" if lora else "full", tokens / seconds, tflops, 100 * tflops / peak)
+            )
+    print(
+        f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; measured matmul peak {peak:.1f} TFLOP/s"
+    )
+    print(f"{'update':<10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU %':>6}")
+    for name, rate, tflops, mfu in rows:
+        print(f"{name:<10} {rate:>10.0f} {tflops:>8.1f} {mfu:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()
