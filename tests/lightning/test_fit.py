@@ -56,7 +56,6 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-@pytest.mark.slow
 def test_fit_writes_documented_scalars_checkpoint_and_resumes(
     tmp_path: Path, tiny_policy: Path
 ) -> None:
@@ -92,3 +91,17 @@ def test_fit_writes_documented_scalars_checkpoint_and_resumes(
     resumed = torch.load(last, weights_only=False)
     assert resumed["global_step"] == 6
     assert resumed["TaskDataModule"]["mixture"]["step"] == 3
+
+
+def test_validate_and_test_play_greedy_episodes_per_source(tmp_path: Path, tiny_policy: Path) -> None:
+    config = tiny_config(tmp_path / "run", tiny_policy, epochs=1)
+    held_out = [dict(f, limit=2) for f in config["data"]["train"]]
+    config["data"].update(val=held_out, test=held_out)
+    path = write_config(tmp_path / "eval.yaml", config)
+    assert main(["validate", "--config", str(path), "--trainer.limit_val_batches", "1.0"]) == 0
+    assert main(["test", "--config", str(path)]) == 0
+    logged = scalars(tmp_path / "run" / "tb")
+    for stage in ("val", "test"):
+        for source in ("gsm8k", "humaneval"):
+            (value,) = [v for _, v in logged[f"{stage}/accuracy/{source}"]]
+            assert 0.0 <= value <= 1.0
