@@ -121,7 +121,9 @@ class VLLMEngine:
             else:
                 results[i] = Generation([], [], "abort", problem)
         if runnable:
-            prompts = [TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids)) for i in runnable]
+            prompts = [
+                TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids)) for i in runnable
+            ]
             params = [self._sampling_params(requests[i].sampling) for i in runnable]
             try:
                 with self._lock:
@@ -181,7 +183,9 @@ def _to_generation(completion: Any) -> Generation:
     """One vLLM ``CompletionOutput`` as a `Generation`."""
     token_ids = list(completion.token_ids)
     entries = completion.logprobs or []
-    logprobs = [float(entry[token].logprob) for token, entry in zip(token_ids, entries)]
+    logprobs = [
+        float(entry[token].logprob) for token, entry in zip(token_ids, entries, strict=False)
+    ]
     if len(logprobs) != len(token_ids):
         return Generation(
             token_ids,

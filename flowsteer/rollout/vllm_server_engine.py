@@ -25,6 +25,7 @@ with the reason; they never hang past ``request_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,7 +158,9 @@ class VLLMServerEngine:
         try:
             return _to_generation(response.json()["choices"][0])
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            return _abort(f"{url}/v1/completions: malformed response ({error}): {response.text[:500]}")
+            return _abort(
+                f"{url}/v1/completions: malformed response ({error}): {response.text[:500]}"
+            )
 
     async def sync_weights(self, policy: Policy, version: int) -> None:
         """Hot-load ``policy``'s LoRA adapter on every replica as ``{prefix}-v{version}``.
@@ -180,7 +183,9 @@ class VLLMServerEngine:
             await asyncio.gather(*(self._load(client, url, name, path) for url in self.base_urls))
             self._model, self._version = name, version
             if previous is not None and previous != name:
-                await asyncio.gather(*(self._unload(client, url, previous) for url in self.base_urls))
+                await asyncio.gather(
+                    *(self._unload(client, url, previous) for url in self.base_urls)
+                )
 
     async def _load(self, client: httpx.AsyncClient, url: str, name: str, path: Path) -> None:
         """Load adapter ``name`` on one replica and prove that it is listed and served."""
@@ -219,10 +224,8 @@ class VLLMServerEngine:
         """Free the replaced adapter's slot; a failure here only costs memory."""
         import httpx
 
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             await client.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": name})
-        except httpx.HTTPError:
-            pass
 
 
 def _abort(error: str) -> Generation:

