@@ -22,7 +22,8 @@ import pytest
 
 from flowsteer.rollout.engine import GenerationRequest, SamplingParams
 
-pytestmark = pytest.mark.vllm
+# The module's first test also pays for the server's start (START_TIMEOUT at most).
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 
 MAX_MODEL_LEN = 256
 SERVED_NAME = "tiny"
