@@ -21,7 +21,14 @@ import flowsteer
 CORE = Path(flowsteer.__file__).parent
 ADAPTERS = ("lightning", "pytorch_lightning", "lightning_modules", "datamodules", "callbacks")
 # Packages of the core that are allowed to import torch at import time.
-TORCH_SIDE = ("flowsteer.models", "flowsteer.losses", "flowsteer.policy", "flowsteer.rollout")
+TORCH_SIDE = (
+    "flowsteer.models",
+    "flowsteer.losses",
+    "flowsteer.advantages",
+    "flowsteer.policy",
+    "flowsteer.token_logprobs",
+    "flowsteer.rollout",
+)
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
