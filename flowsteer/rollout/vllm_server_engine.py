@@ -180,7 +180,14 @@ class VLLMServerEngine:
         await asyncio.to_thread(policy.save_adapter, path)
         previous = self._model if self._version else None
         async with self._client(self.sync_timeout) as client:
-            await asyncio.gather(*(self._load(client, url, name, path) for url in self.base_urls))
+            loads = [self._load(client, url, name, path) for url in self.base_urls]
+            failures = [
+                error
+                for error in await asyncio.gather(*loads, return_exceptions=True)
+                if isinstance(error, BaseException)
+            ]
+            if failures:
+                raise RuntimeError("; ".join(map(str, failures))) from failures[0]
             self._model, self._version = name, version
             if previous is not None and previous != name:
                 await asyncio.gather(

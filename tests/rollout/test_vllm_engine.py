@@ -10,7 +10,7 @@ kernel-order differences only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -22,49 +22,39 @@ MAX_MODEL_LEN = 256
 ATOL = 1e-4
 
 
-class StandInPolicy:
-    """The part of `flowsteer.policy.Policy` that engines use, over a real HF model.
-
-    Stands in until the real policy lands; same names and meanings.
-    """
-
-    def __init__(self, model, tokenizer, is_lora: bool = False) -> None:
-        self.model, self.tokenizer, self.is_lora = model, tokenizer, is_lora
-
-    def merged_state_items(self) -> Iterator[tuple[str, object]]:
-        model = self.model.merge_and_unload() if self.is_lora else self.model
-        yield from model.state_dict().items()
-
-    def save_adapter(self, path) -> None:
-        self.model.save_pretrained(path)
-
-    def save_pretrained(self, path) -> None:
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-
-
 def _build(path, seed: int):
     from flowsteer.models.tiny import build_tiny_model
 
     return build_tiny_model(path, hidden_size=64, num_heads=2, num_kv_heads=1, seed=seed)
 
 
-def _load(path):
-    from transformers import AutoModelForCausalLM
+def _policy(path, lora_seed: int | None = None):
+    """The trainer's policy on ``path``; with a seed, LoRA with random (non-zero) adapters."""
+    import torch
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
+    from flowsteer.policy import LoraSettings, Policy
+
+    if lora_seed is None:
+        return Policy(str(path)).eval()
+    policy = Policy(str(path), lora=LoraSettings(r=8, alpha=16, dropout=0.0)).eval()
+    generator = torch.Generator().manual_seed(lora_seed)
+    with torch.no_grad():
+        for name, param in policy.model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: the adapter would change nothing
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    return policy
 
 
-def trainer_logprobs(model, prompt: Sequence[int], tokens: Sequence[int]):
-    """What the trainer computes: log p(token | prefix) at temperature 1, and the argmax chain."""
+def trainer_logprobs(policy, prompt: Sequence[int], tokens: Sequence[int]):
+    """What the trainer computes (`Policy.token_logprobs`: the raw model at temperature 1) for
+    the continuation ``tokens``, and the model's argmax after each prefix."""
     import torch
 
     ids = torch.tensor([[*prompt, *tokens]])
     with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    picked = logprobs.gather(-1, torch.tensor(tokens)[:, None])[:, 0]
-    return picked.tolist(), logprobs.argmax(-1).tolist()
+        logprobs = policy.token_logprobs(ids, torch.ones_like(ids)).logprobs[0, len(prompt) :]
+        argmax = policy.model(ids).logits[0, len(prompt) - 1 : -1].argmax(-1)
+    return logprobs.tolist(), argmax.tolist()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +97,7 @@ def _run(engine, requests) -> list[Generation]:
 def test_samples_token_prompts_with_the_trainers_logprobs(engine, models, prompts):
     sampling = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
     outputs = _run(engine, [GenerationRequest(p, sampling) for p in prompts])
-    model = _load(models[0])
+    model = _policy(models[0])
     for prompt, out in zip(prompts, outputs, strict=True):
         assert out.error is None and out.finish_reason == "length"
         assert len(out.token_ids) == len(out.logprobs) == 12
@@ -117,7 +107,7 @@ def test_samples_token_prompts_with_the_trainers_logprobs(engine, models, prompt
 
 def test_greedy_follows_the_models_argmax(engine, models, prompts):
     outputs = _run(engine, [GenerationRequest(p, SamplingParams(8, 0.0)) for p in prompts])
-    model = _load(models[0])
+    model = _policy(models[0])
     for prompt, out in zip(prompts, outputs, strict=True):
         _, argmax = trainer_logprobs(model, prompt, out.token_ids)
         assert out.token_ids == argmax
@@ -157,16 +147,14 @@ def test_bad_requests_abort_alone_and_constraints_raise(engine, prompts):
 
 def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, models, prompts):
     import torch
-    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(models[0])
-    old, new = _load(models[0]), _load(models[1])
+    old, new = _policy(models[0]), _policy(models[1])
     sampling = SamplingParams(max_tokens=8, temperature=1.0, seed=11)
     requests = [GenerationRequest(p, sampling) for p in prompts]
     before = _run(engine, requests)  # also fills the prefix cache with the old weights' KV
     assert engine.weights_version == 0
 
-    asyncio.run(engine.sync_weights(StandInPolicy(new, tokenizer), version=1))
+    asyncio.run(engine.sync_weights(new, version=1))
     assert engine.weights_version == 1
     after = _run(engine, requests)
     for prompt, out in zip(prompts, after, strict=True):
@@ -182,8 +170,8 @@ def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, m
     # decided by the seed's noise rather than the model. A sharpened model (tied embeddings: the
     # logits scale with them) makes the pushed weights visibly change the sampled turns.
     with torch.no_grad():
-        new.get_input_embeddings().weight.mul_(30.0)
-    asyncio.run(engine.sync_weights(StandInPolicy(new, tokenizer), version=2))
+        new.model.get_input_embeddings().weight.mul_(30.0)
+    asyncio.run(engine.sync_weights(new, version=2))
     sharp = _run(engine, requests)
     for prompt, out in zip(prompts, sharp, strict=True):
         assert out.logprobs == pytest.approx(
@@ -194,8 +182,20 @@ def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, m
     for prompt, out in zip(prompts, greedy, strict=True):
         assert out.token_ids == trainer_logprobs(new, prompt, out.token_ids)[1]
 
+    # A LoRA policy is pushed merged: the engine then samples from base + adapter.
+    lora = _policy(models[0], lora_seed=0)
+    asyncio.run(engine.sync_weights(lora, version=3))
+    merged = _run(engine, requests)
+    for prompt, out in zip(prompts, merged, strict=True):
+        assert out.logprobs == pytest.approx(
+            trainer_logprobs(lora, prompt, out.token_ids)[0], abs=ATOL
+        )
+        assert out.logprobs != pytest.approx(
+            trainer_logprobs(old, prompt, out.token_ids)[0], abs=1e-3
+        )
+
     # And back: pushing the original weights restores the original samples exactly.
-    asyncio.run(engine.sync_weights(StandInPolicy(old, tokenizer), version=3))
+    asyncio.run(engine.sync_weights(old, version=4))
     again = _run(engine, requests)
     assert [out.token_ids for out in again] == [out.token_ids for out in before]
-    assert engine.weights_version == 3
+    assert engine.weights_version == 4

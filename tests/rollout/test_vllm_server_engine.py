@@ -32,64 +32,31 @@ ATOL = 1e-4
 START_TIMEOUT = 240.0
 
 
-class StandInPolicy:
-    """The part of `flowsteer.policy.Policy` that engines use, over a real (peft) HF model."""
-
-    def __init__(self, model, tokenizer, is_lora: bool) -> None:
-        self.model, self.tokenizer, self.is_lora = model, tokenizer, is_lora
-
-    def merged_state_items(self) -> Iterator[tuple[str, object]]:
-        model = self.model.merge_and_unload() if self.is_lora else self.model
-        yield from model.state_dict().items()
-
-    def save_adapter(self, path) -> None:
-        self.model.save_pretrained(path)
-
-    def save_pretrained(self, path) -> None:
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-
-
-def _load(path):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, dtype="float32").eval()
-
-
-def _lora_policy(path, seed: int) -> StandInPolicy:
-    """A LoRA policy with random (non-zero) adapter weights, so the adapter changes outputs."""
+def _policy(path, lora_seed: int | None = None):
+    """The trainer's policy on ``path``; with a seed, LoRA with random (non-zero) adapters."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer
 
-    torch.manual_seed(seed)
-    config = LoraConfig(
-        r=LORA_RANK,
-        lora_alpha=2 * LORA_RANK,
-        target_modules=[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-        init_lora_weights=False,
-    )
-    model = get_peft_model(_load(path), config).eval()
-    return StandInPolicy(model, AutoTokenizer.from_pretrained(path), is_lora=True)
+    from flowsteer.policy import LoraSettings, Policy
+
+    if lora_seed is None:
+        return Policy(str(path)).eval()
+    settings = LoraSettings(r=LORA_RANK, alpha=2 * LORA_RANK, dropout=0.0)
+    policy = Policy(str(path), lora=settings).eval()
+    generator = torch.Generator().manual_seed(lora_seed)
+    with torch.no_grad():
+        for name, param in policy.model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: the adapter would change nothing
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    return policy
 
 
-def trainer_logprobs(model, prompt: Sequence[int], tokens: Sequence[int]) -> list[float]:
-    """log p(token | prefix) at temperature 1, as the trainer recomputes it."""
+def trainer_logprobs(policy, prompt: Sequence[int], tokens: Sequence[int]) -> list[float]:
+    """What the trainer computes (`Policy.token_logprobs`) for the continuation ``tokens``."""
     import torch
 
     ids = torch.tensor([[*prompt, *tokens]])
     with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    return logprobs.gather(-1, torch.tensor(tokens)[:, None])[:, 0].tolist()
+        return policy.token_logprobs(ids, torch.ones_like(ids)).logprobs[0, len(prompt) :].tolist()
 
 
 def _free_port() -> int:
@@ -152,6 +119,7 @@ def server(model_dir, tmp_path_factory) -> Iterator[str]:
         "--max-loras=2",
     ]
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # VLLMEngine sets it for its own process
     with log.open("w") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -196,7 +164,7 @@ def test_samples_token_prompts_with_the_trainers_logprobs(server, model_dir, pro
     engine = _engine(server, tmp_path)
     sampling = SamplingParams(max_tokens=10, temperature=1.0, seed=3)
     outputs = asyncio.run(engine.generate([GenerationRequest(p, sampling) for p in prompts]))
-    model = _load(model_dir)
+    model = _policy(model_dir)
     for prompt, out in zip(prompts, outputs, strict=True):
         assert out.error is None and out.finish_reason == "length"
         assert len(out.token_ids) == len(out.logprobs) == 10
@@ -241,19 +209,18 @@ def test_lora_push_hot_loads_a_versioned_adapter_and_serves_it(
     engine = _engine(server, tmp_path)
     sampling = SamplingParams(max_tokens=8, temperature=1.0, seed=9)
     requests = [GenerationRequest(p, sampling) for p in prompts]
-    base = _load(model_dir)
+    base = _policy(model_dir)
 
     for version, seed in ((1, 1), (2, 2)):
-        policy = _lora_policy(model_dir, seed)
+        policy = _policy(model_dir, lora_seed=seed)
         asyncio.run(engine.sync_weights(policy, version=version))
         assert engine.weights_version == version
         assert engine.model_name == f"flowsteer-policy-v{version}"
         assert engine.model_name in _models(server)
-        merged = policy.model.merge_and_unload()
         outputs = asyncio.run(engine.generate(requests))
         for prompt, out in zip(prompts, outputs, strict=True):
             assert out.error is None
-            expected = trainer_logprobs(merged, prompt, out.token_ids)
+            expected = trainer_logprobs(policy, prompt, out.token_ids)
             assert out.logprobs == pytest.approx(expected, abs=ATOL)
             assert out.logprobs != pytest.approx(
                 trainer_logprobs(base, prompt, out.token_ids), abs=1e-3
@@ -266,9 +233,9 @@ def test_failed_push_keeps_the_served_version(server, model_dir, tmp_path):
     dead = f"http://127.0.0.1:{_free_port()}"
     engine = _engine([server, dead], tmp_path, sync_timeout=30.0)
     with pytest.raises(RuntimeError, match=f"weight push to {dead} failed"):
-        asyncio.run(engine.sync_weights(_lora_policy(model_dir, 3), version=7))
+        asyncio.run(engine.sync_weights(_policy(model_dir, lora_seed=3), version=7))
     assert engine.weights_version == 0 and engine.model_name == SERVED_NAME
 
-    full = StandInPolicy(_load(model_dir), None, is_lora=False)
+    full = _policy(model_dir)
     with pytest.raises(ValueError, match="needs VLLMEngine"):
         asyncio.run(_engine(server, tmp_path).sync_weights(full, version=1))
