@@ -19,13 +19,15 @@ needs `VLLMEngine` instead.
 Requests are spread round-robin over the replicas by their position in the batch: rollouts
 keep episodes in a fixed order, so each episode's turns keep landing on the replica that holds
 its prefix cache. Failures (server down, timeouts, 4xx/5xx) come back as ``abort`` generations
-with the reason; they never hang past ``request_timeout``.
+with the reason; they never hang past ``request_timeout``. HTTP goes through aiohttp (the ``openai[aiohttp]``
+dependency).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from flowsteer.rollout.engine import Generation, GenerationRequest
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
     from flowsteer.policy import Policy
 
@@ -96,9 +98,9 @@ class VLLMServerEngine:
         """The model (or adapter) name requests are sent to."""
         return self._model
 
-    def _client(self, timeout: float) -> httpx.AsyncClient:
-        """A client for one call; clients are bound to the event loop that uses them."""
-        import httpx
+    def _client(self, timeout: float) -> aiohttp.ClientSession:
+        """A session for one call; sessions are bound to the event loop that uses them."""
+        import aiohttp
 
         headers = {}
         if self.api_key_env is not None:
@@ -106,8 +108,11 @@ class VLLMServerEngine:
             if not key:
                 raise ValueError(f"api_key_env: environment variable {self.api_key_env} is unset")
             headers["Authorization"] = f"Bearer {key}"
-        limits = httpx.Limits(max_connections=self.max_concurrency)
-        return httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits)
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            headers=headers,
+            connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+        )
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Send every request concurrently, round-robin over the replicas; results in order."""
@@ -128,10 +133,8 @@ class VLLMServerEngine:
             return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
     async def _complete(
-        self, client: httpx.AsyncClient, url: str, request: GenerationRequest
+        self, client: aiohttp.ClientSession, url: str, request: GenerationRequest
     ) -> Generation:
-        import httpx
-
         sampling = request.sampling
         body = {
             "model": self._model,
@@ -148,19 +151,15 @@ class VLLMServerEngine:
             "return_tokens_as_token_ids": True,
         }
         try:
-            response = await client.post(f"{url}/v1/completions", json=body)
-        except httpx.HTTPError as error:
-            return _abort(f"{url}/v1/completions: {type(error).__name__}: {error}")
-        if response.status_code >= 400:
-            return _abort(
-                f"{url}/v1/completions answered {response.status_code}: {response.text[:500]}"
-            )
+            status, text = await _post(client, f"{url}/v1/completions", body)
+        except _transport_errors() as error:
+            return _abort(f"{url}/v1/completions: {_describe(error, self.request_timeout)}")
+        if status >= 400:
+            return _abort(f"{url}/v1/completions answered {status}: {text[:500]}")
         try:
-            return _to_generation(response.json()["choices"][0])
+            return _to_generation(json.loads(text)["choices"][0])
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            return _abort(
-                f"{url}/v1/completions: malformed response ({error}): {response.text[:500]}"
-            )
+            return _abort(f"{url}/v1/completions: malformed response ({error}): {text[:500]}")
 
     async def sync_weights(self, policy: Policy, version: int) -> None:
         """Hot-load ``policy``'s LoRA adapter on every replica as ``{prefix}-v{version}``.
@@ -194,45 +193,56 @@ class VLLMServerEngine:
                     *(self._unload(client, url, previous) for url in self.base_urls)
                 )
 
-    async def _load(self, client: httpx.AsyncClient, url: str, name: str, path: Path) -> None:
+    async def _load(self, client: aiohttp.ClientSession, url: str, name: str, path: Path) -> None:
         """Load adapter ``name`` on one replica and prove that it is listed and served."""
-        import httpx
-
         try:
-            loaded = await client.post(
-                f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}
+            status, text = await _post(
+                client, f"{url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}
             )
-            if loaded.status_code >= 400:
+            if status >= 400:
                 raise RuntimeError(
-                    f"{url} refused LoRA adapter {name} from {path} ({loaded.status_code}): "
-                    f"{loaded.text[:500]} (is the server running with --enable-lora and "
+                    f"{url} refused LoRA adapter {name} from {path} ({status}): {text[:500]} "
+                    "(is the server running with --enable-lora and "
                     "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True?)"
                 )
-            listed = await client.get(f"{url}/v1/models")
-            listed.raise_for_status()
-            names = [entry["id"] for entry in listed.json()["data"]]
+            async with client.get(f"{url}/v1/models") as listed:
+                listed.raise_for_status()
+                names = [entry["id"] for entry in (await listed.json())["data"]]
             if name not in names:
                 raise RuntimeError(f"{url} loaded LoRA adapter {name} but lists only {names}")
-            probe = await client.post(
-                f"{url}/v1/completions",
-                json={"model": name, "prompt": [0], "max_tokens": 1, "temperature": 0},
-            )
-            if probe.status_code >= 400:
+            probe = {"model": name, "prompt": [0], "max_tokens": 1, "temperature": 0}
+            status, text = await _post(client, f"{url}/v1/completions", probe)
+            if status >= 400:
                 raise RuntimeError(
-                    f"{url} lists LoRA adapter {name} but cannot serve it "
-                    f"({probe.status_code}): {probe.text[:500]}"
+                    f"{url} lists LoRA adapter {name} but cannot serve it ({status}): {text[:500]}"
                 )
-        except httpx.HTTPError as error:
+        except _transport_errors() as error:
             raise RuntimeError(
-                f"weight push to {url} failed: {type(error).__name__}: {error}"
+                f"weight push to {url} failed: {_describe(error, self.sync_timeout)}"
             ) from error
 
-    async def _unload(self, client: httpx.AsyncClient, url: str, name: str) -> None:
+    async def _unload(self, client: aiohttp.ClientSession, url: str, name: str) -> None:
         """Free the replaced adapter's slot; a failure here only costs memory."""
-        import httpx
+        with contextlib.suppress(*_transport_errors()):
+            await _post(client, f"{url}/v1/unload_lora_adapter", {"lora_name": name})
 
-        with contextlib.suppress(httpx.HTTPError):
-            await client.post(f"{url}/v1/unload_lora_adapter", json={"lora_name": name})
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What a request can fail with below HTTP (aiohttp is imported only once it is used)."""
+    import aiohttp
+
+    return (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+async def _post(client: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, str]:
+    async with client.post(url, json=body) as response:
+        return response.status, await response.text()
+
+
+def _describe(error: BaseException, timeout: float) -> str:
+    if isinstance(error, asyncio.TimeoutError):
+        return f"no answer within {timeout} s (timed out)"
+    return f"{type(error).__name__}: {error}"
 
 
 def _abort(error: str) -> Generation:
