@@ -46,15 +46,18 @@ class VLLMEngine:
             model, so that its state-dict names are what vLLM's loader expects.
         dtype: Weight and activation dtype inside vLLM.
         max_model_len: Longest prompt + continuation, in tokens.
-        gpu_memory_utilization: Share of GPU memory vLLM may take (weights + KV cache); ignored
-            on CPU, where ``kv_cache_memory_bytes`` or ``VLLM_CPU_KVCACHE_SPACE`` sizes the cache.
-        kv_cache_memory_bytes: Explicit KV-cache size in bytes (``None``: vLLM's default).
+        gpu_memory_utilization: Share of the accelerator's memory vLLM may take (weights + KV
+            cache; on CPU, of the RAM), unless ``kv_cache_memory_bytes`` is given.
+        kv_cache_memory_bytes: Explicit KV-cache size in bytes (``None``: sized by
+            ``gpu_memory_utilization``, or on CPU by ``VLLM_CPU_KVCACHE_SPACE`` when set).
         enable_prefix_caching: Reuse the KV of shared prompt prefixes (multi-turn rollouts
             resend the whole conversation each turn, so this matters).
         max_num_seqs: Most sequences vLLM runs in one batch.
         seed: vLLM's global seed (requests carry their own seeds as well).
         enforce_eager: Skip CUDA graphs / torch.compile (faster start, slower decode).
-        tensor_parallel_size: GPUs to shard the model over.
+
+    One process, one device: the weight push passes tensors by reference to the in-process
+    worker, which a tensor-parallel engine (worker processes) could not receive.
     """
 
     def __init__(
@@ -69,7 +72,6 @@ class VLLMEngine:
         max_num_seqs: int = 256,
         seed: int = 0,
         enforce_eager: bool = False,
-        tensor_parallel_size: int = 1,
     ) -> None:
         if max_model_len < 2:
             raise ValueError(f"max_model_len must be at least 2, got {max_model_len}")
@@ -88,7 +90,6 @@ class VLLMEngine:
             max_num_seqs=max_num_seqs,
             seed=seed,
             enforce_eager=enforce_eager,
-            tensor_parallel_size=tensor_parallel_size,
             logprobs_mode="raw_logprobs",
         )
         self._version = 0

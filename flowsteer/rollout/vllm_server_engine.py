@@ -13,8 +13,9 @@ every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--
 in its environment). The engine then checks that ``GET /v1/models`` lists the adapter and that
 a one-token completion with it succeeds, switches its requests to the new name, and unloads the
 previous adapter. The adapter directory must be readable by the servers (same filesystem).
-Full fine-tuning has no hot-reload path in vLLM's public server API, so a full-weight policy
-needs `VLLMEngine` instead.
+Full weights would go through vLLM 0.32's RL weight-transfer endpoints
+(``/init_weight_transfer_engine``, ``/update_weights``: an NCCL or IPC channel between trainer
+and server), which this engine does not implement; a fully fine-tuned policy uses `VLLMEngine`.
 
 Requests are spread round-robin over the replicas by their position in the batch: rollouts
 keep episodes in a fixed order, so each episode's turns keep landing on the replica that holds
@@ -172,7 +173,7 @@ class VLLMServerEngine:
         if not policy.is_lora:
             raise ValueError(
                 "VLLMServerEngine pushes weights as LoRA adapters; a fully fine-tuned policy "
-                "needs VLLMEngine (vLLM's server has no public full-weight reload)"
+                "needs VLLMEngine (full weights over HTTP would need vLLM's weight-transfer API)"
             )
         name = f"{self.adapter_prefix}-v{version}"
         path = (self.adapter_dir / name).resolve()
