@@ -4,9 +4,13 @@ Scores ``--candidates`` candidates (the 164 canonical solutions, repeated and sh
 fixed seed) with `CodeAnswerScorer.score_async`, ``--in-flight`` at a time, and runs the very
 same test programs (harness + prompt + solution + hidden tests) through a bare
 ``subprocess.run([sys.executable, "-c", program])``: once in a plain loop, and once with the
-same concurrency, so the table shows what the sandbox's isolation costs per candidate. The sandbox
-starts Python with ``-I -S`` (no ``site`` import), which a bare ``python -c`` in a virtual
-environment pays for; a fourth row runs the bare programs with ``-I -S`` to separate the two.
+same concurrency, so the table shows what the sandbox's isolation costs per candidate (the
+scorer starts TWO sandboxes per candidate: the candidate's, and the judge's that runs the
+tests; the bare rows run one process with the tests inside, which a candidate could forge).
+The sandbox starts Python with ``-I -S`` (no ``site`` import), which a bare ``python -c`` in a
+virtual environment pays for; a fourth row runs the bare programs with ``-I -S`` to separate
+the two. CPU milliseconds per candidate (this process and its children) are printed too: on
+a shared machine they vary far less than the rates.
 
     python bench/rewards.py [--candidates 1000] [--in-flight 8] [--data ../shared/data]
 """
@@ -16,11 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from flowsteer.rewards import CodeAnswerScorer
 from flowsteer.rewards.code_answer import build_test_program
@@ -38,6 +45,21 @@ def candidates(data: Path, n: int) -> list[tuple[Task, str]]:
     pairs = (pairs * (n // len(pairs) + 1))[:n]
     random.Random(SEED).shuffle(pairs)
     return pairs
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its reaped children: load-independent, unlike wall time."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measured(rate: Callable[..., float], *args: Any) -> tuple[float, float]:
+    """(candidates per second, CPU milliseconds per candidate) of one row."""
+    before = _cpu_seconds()
+    per_second = rate(*args)
+    return per_second, (_cpu_seconds() - before) * 1000 / len(args[0])
 
 
 def sandbox_rate(pairs: list[tuple[Task, str]], in_flight: int) -> float:
@@ -94,19 +116,20 @@ def main() -> None:
         sys.exit(f"HumanEval not found under {args.data}; pass --data")
     pairs = candidates(args.data, args.candidates)
     caps = sandbox_capabilities()  # detected once; kept out of the timings
-    loop = bare_rate(pairs, 1)
-    bare_parallel = bare_rate(pairs, args.in_flight)
-    bare_no_site = bare_rate(pairs, args.in_flight, ("-I", "-S"))
-    sandboxed = sandbox_rate(pairs, args.in_flight)
+    loop, loop_cpu = measured(bare_rate, pairs, 1)
+    rows = [
+        ("bare subprocess.run loop", 1, loop, loop_cpu),
+        ("bare subprocess.run", args.in_flight, *measured(bare_rate, pairs, args.in_flight)),
+        ("bare, python -I -S", args.in_flight,
+         *measured(bare_rate, pairs, args.in_flight, ("-I", "-S"))),
+        ("CodeAnswerScorer (sandbox)", args.in_flight,
+         *measured(sandbox_rate, pairs, args.in_flight)),
+    ]  # fmt: skip
     print(f"{args.candidates} HumanEval candidates, sandbox mode {caps.mode!r}")
-    print(f"{'how':<28}{'in flight':>10}{'cand/s':>10}{'vs loop':>10}")
-    for name, flight, rate in (
-        ("bare subprocess.run loop", 1, loop),
-        ("bare subprocess.run", args.in_flight, bare_parallel),
-        ("bare, python -I -S", args.in_flight, bare_no_site),
-        ("CodeAnswerScorer (sandbox)", args.in_flight, sandboxed),
-    ):
-        print(f"{name:<28}{flight:>10}{rate:>10.1f}{rate / loop:>9.2f}x")
+    print(f"{'how':<28}{'in flight':>10}{'cand/s':>10}{'vs loop':>10}{'CPU ms/cand':>13}")
+    for name, flight, rate, cpu in rows:
+        print(f"{name:<28}{flight:>10}{rate:>10.1f}{rate / loop:>9.2f}x{cpu:>13.1f}")
+    bare_parallel, bare_no_site, sandboxed = (row[2] for row in rows[1:])
     print(f"sandbox / bare at the same concurrency: {sandboxed / bare_parallel:.2f}x")
     print(f"sandbox / bare -I -S (the isolation alone): {sandboxed / bare_no_site:.2f}x")
 

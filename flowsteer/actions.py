@@ -31,13 +31,18 @@ Decisions (what a tolerant but unambiguous environment does):
   absent: append). ``<target>`` is a node id (``n3``; a bare ``3`` means ``n3``) or an operator
   name, which the canvas resolves when it names exactly one node.
 * An empty ``<prompt></prompt>`` keeps the operator's default prompt.
+* A message with no ``<action>`` tag is a `ParseError`, but when it is plain text or a bare
+  ``<prompt>…</prompt>`` (no other tag) its `ParseError.prompt` holds that text, thinking
+  removed: the canvas takes it as the awaited prompt (the paper's two-step add: the canvas
+  asks for the prompt, the policy answers with it). An empty or whitespace-only message, or
+  one that is only thinking, has no prompt.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from flowsteer.operators.spec import STRUCTURE_KINDS
@@ -116,6 +121,9 @@ class ParseError:
         action_type: The action named, when the ``<action>`` tag itself was readable.
         think: The turn's thinking, if any.
         ignored: Further actions present (see `Action.ignored`).
+        prompt: For a message without an action tag that is plain text or a bare
+            ``<prompt>…</prompt>``: that text, stripped (``""`` for an empty bare prompt
+            tag); ``None`` otherwise. A canvas awaiting a prompt accepts it as the prompt.
     """
 
     message: str
@@ -123,6 +131,7 @@ class ParseError:
     action_type: str | None = None
     think: str | None = None
     ignored: int = 0
+    prompt: str | None = None
 
 
 # ------------------------------------------------------------------------- regexes
@@ -214,8 +223,28 @@ def _parse(text: object) -> Action | ParseError:
     if not text.strip():
         return ParseError(f"the message is empty; {_EXAMPLE_HINT}", "empty")
     body, think = _strip_think(text)
-    body, fenced = _strip_fences(body)
-    return _scan(body, think, fenced)
+    unfenced, fenced = _strip_fences(body)
+    out = _scan(unfenced, think, fenced)
+    if isinstance(out, ParseError) and out.code == "no_action" and out.action_type is None:
+        prompt = _bare_prompt(body, unfenced)
+        if prompt is not None:
+            return replace(out, prompt=prompt)
+    return out
+
+
+def _bare_prompt(body: str, unfenced: str) -> str | None:
+    """The prompt a message without an action tag carries: the contents of a lone
+    ``<prompt>`` tag, or the whole text when it has none of our tags; else ``None``."""
+    tags = [m for m in _TAG.finditer(unfenced) if not m.group(1)]
+    if not tags:
+        text = body.strip()
+        return text or None
+    if all(_TAG_VARIANTS[m.group(2).lower()] == "prompt" for m in tags):
+        first = tags[0]
+        close = _CLOSE["prompt"].search(unfenced, first.end())
+        if close is not None:
+            return unfenced[first.end() : close.start()].strip()
+    return None
 
 
 def _strip_think(text: str) -> tuple[str, str | None]:

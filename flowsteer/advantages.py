@@ -1,4 +1,4 @@
-"""Group-relative advantages (DESIGN.md §5): each episode's reward against its group's.
+"""Group-relative advantages (docs/design.md §5): each episode's reward against its group's.
 
 A group is the G episodes sampled for one task. Each episode's advantage is its reward minus its
 group's mean, scaled by a standard deviation, so the update needs no value model.

@@ -5,16 +5,35 @@ OpenAI-compatible server, or a local transformers model), the canvas gives it th
 structured feedback, and the episode ends at ``finish`` or after ``max_turns``. Training rollouts
 need token-level bookkeeping (log-probs, masks) and live on the torch side; this loop is the
 text-level view of the same episode, so it imports no torch.
+
+A policy that cannot be reached (no server, a bad key) does not raise from `FlowDirector.run`
+(a batch of episodes should not die with one): the episode stops, `Episode.error` says why,
+a warning is logged, and `Episode.raise_for_error()` turns it into an `EpisodeError` for
+scripts that want to stop there.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from flowsteer.canvas import Canvas, Executor, FinishConstraints, StepInfo, WorkflowGraph
+from flowsteer.canvas import (
+    Canvas,
+    ExecutionResult,
+    Executor,
+    FinishConstraints,
+    StepInfo,
+    WorkflowGraph,
+)
 from flowsteer.llm.backend import LLMBackend, Message
 from flowsteer.operators.library import OperatorLibrary
 from flowsteer.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+class EpisodeError(RuntimeError):
+    """An episode that stopped early; the message says at which turn and why."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +53,11 @@ class Episode:
         task: The task.
         turns: Every policy turn, in order.
         graph: The final workflow.
-        answer: The final workflow's answer from its last execution (``None`` if it never ran
-            or produced none).
+        result: The final workflow's own execution (`Canvas.final_result`): ``None`` for an
+            empty workflow or without an executor.
+        answer: The final workflow's answer (``result.answer``; ``None`` if there is none).
+        library: The operator library the canvas used; score R_div with it
+            (``reward(task, graph, answer, library=episode.library)``).
         finished: The policy ended with an accepted ``finish``.
         truncated: The episode hit ``max_turns`` without ``finish``.
         error: Why the episode stopped early (a policy backend failure), if it did.
@@ -44,7 +66,9 @@ class Episode:
     task: Task
     turns: list[Turn] = field(default_factory=list)
     graph: WorkflowGraph = field(default_factory=WorkflowGraph)
+    result: ExecutionResult | None = None
     answer: str | None = None
+    library: OperatorLibrary | None = None
     finished: bool = False
     truncated: bool = False
     error: str | None = None
@@ -53,6 +77,12 @@ class Episode:
     def valid_actions(self) -> int:
         """Turns whose action the canvas accepted."""
         return sum(1 for t in self.turns if t.info.valid)
+
+    def raise_for_error(self) -> Episode:
+        """Raise `EpisodeError` if the episode stopped early; else return the episode."""
+        if self.error is not None:
+            raise EpisodeError(f"episode of task {self.task.id!r} stopped: {self.error}")
+        return self
 
 
 class FlowDirector:
@@ -118,6 +148,7 @@ class FlowDirector:
             reply = await self.policy.complete(messages, **sampling)
             if not reply.ok:
                 episode.error = f"policy failed at turn {canvas.turn + 1}: {reply.error}"
+                log.warning("task %s: %s", task.id, episode.error)
                 break
             result = await canvas.step(reply.text)
             episode.turns.append(Turn(reply.text, result.observation, result.info))
@@ -126,7 +157,9 @@ class FlowDirector:
                 {"role": "user", "content": result.observation},
             ]
         episode.graph = canvas.graph
-        episode.answer = canvas.last_result.answer if canvas.last_result else None
+        episode.library = canvas.library
+        episode.result = await canvas.final_result()
+        episode.answer = episode.result.answer if episode.result is not None else None
         episode.truncated = canvas.truncated
         episode.finished = canvas.done and not canvas.truncated and episode.error is None
         return episode

@@ -1,4 +1,4 @@
-"""The masked CWRPO objective (DESIGN.md §5) as a pure function over per-token tensors.
+"""The masked CWRPO objective (docs/design.md §5) as a pure function over per-token tensors.
 
 Everything here is a function of tensors: no model, no trainer. The caller computes the current
 log-probs with `Policy.token_logprobs` and passes the rollout's old (and optionally reference and

@@ -52,7 +52,7 @@ Actions ({", ".join(ACTION_TYPES)}). Write optional <think>…</think>, then exa
 {examples}
 
 Rules:
-- After add or modify, the canvas asks for the prompt of each new operator, in order: reply with set_prompt (an empty <prompt></prompt> keeps the default).
+- After add or modify, the canvas asks for the prompt of each new operator, in order: reply with the prompt text itself, or with set_prompt (an empty <prompt></prompt> keeps the default).
 - Nodes have ids (n1, n2, ...); use them in <target>. <position> is the 1-based step the new node becomes; without it the node is appended.
 - A conditional's condition must be a checker; its on_pass may be done. A parallel needs at least 2 operators; an ensemble operator needs a parallel block before it; a loop count is {LOOP_COUNT_MIN} to {LOOP_COUNT_MAX}.
 - One action per turn; extra actions are ignored; actions inside ``` code fences are not read.

@@ -100,7 +100,12 @@ async def run_quickstart(
 async def _score(reward: WorkflowReward, episode: Episode) -> RewardOutput:
     # Code rewards run the sandbox; keep the event loop free while they do.
     return await asyncio.to_thread(
-        reward, episode.task, episode.graph, episode.answer or "", truncated=episode.truncated
+        reward,
+        episode.task,
+        episode.graph,
+        episode.answer or "",
+        truncated=episode.truncated,
+        library=episode.library,
     )
 
 

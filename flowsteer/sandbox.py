@@ -10,9 +10,16 @@ What a run gets, in every mode:
   the parent's site-packages directories are put on `sys.path` so numpy/sympy still import),
   started without a shell, in a new session and process group;
 * a wall-clock timeout after which the whole process group is SIGKILLed (status "timeout");
-* rlimits: CPU seconds (timeout + 1), address space (`memory_mb`; exhaustion shows as
-  MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
+* rlimits, per process: CPU seconds (timeout + 1), address space (`memory_mb`; exhaustion shows
+  as MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
   (256), no core dumps;
+* where a cgroup can be made (root, cgroup v1 ``memory``/``pids`` or v2 with those controllers
+  delegated; `flowsteer.sandbox_cgroup`): one cgroup per run that limits the WHOLE program,
+  all its processes together, to `memory_mb` (the kernel OOM-kills inside it; status
+  "memory") and to `max_processes` + 3 processes and threads. The run joins it before anything
+  of the program starts, and everything left in it is killed and the group removed after the
+  run, also after a timeout. Without cgroups the documented fallback is the per-process
+  rlimits: at most `memory_mb` x the process cap in total;
 * an output cap: stdout and stderr are read as they come and the run is killed once together
   they pass `max_output_bytes` (status "killed", output truncated, a note on stderr);
 * a fresh temporary working directory (also HOME and TMPDIR), removed afterwards;
@@ -23,11 +30,16 @@ What the detected mode adds (see `sandbox_capabilities`):
 
 * ``"namespace+uid"`` (running as root, `setpriv` and unprivileged user namespaces work): the
   child drops to a random unprivileged uid/gid with no supplementary groups and no-new-privs
-  (`setpriv`), then enters new user, network, PID and mount namespaces
-  (`unshare -Unp --fork --kill-child --mount-proc`). Files of other users that are not
+  (`setpriv`), then enters new user, network, PID, mount, IPC and UTS namespaces
+  (`unshare -Unpiu --fork --kill-child --mount-proc`). Files of other users that are not
   world-readable/writable are out of reach (so the trainer's files and the test's sentinels),
   the network is a down loopback only, `/proc` shows only the sandbox's processes, every
-  process it starts dies with it (PID namespace), and RLIMIT_NPROC counts only its own uid.
+  process it starts dies with it (PID namespace), System V IPC objects (shared memory,
+  semaphores, message queues) die with the run and are invisible to other runs (IPC
+  namespace), the hostname is its own (UTS), and RLIMIT_NPROC counts only its own uid. The
+  namespace's PID 1 is the sandbox runner: it sets the rlimits before it forks the program
+  (so PID 1 has them too) and is non-dumpable, so the program cannot ptrace it or read its
+  memory.
 * ``"uid"`` (root, no user namespaces): the uid drop as above, but the network is reachable
   and `/proc` shows the host; leftover processes are found by uid and killed after the run.
 * ``"namespace"`` (not root, user namespaces work): network and PID isolation as above, but
@@ -37,11 +49,27 @@ What the detected mode adds (see `sandbox_capabilities`):
 * ``"process"`` (neither): only the guarantees of every mode. The code can read and write the
   user's files and use the network; processes that leave the process group can survive.
 
-Not enforced in any mode: reading world-readable files (the repository, /etc); writing into
-world-writable directories such as /tmp or /dev/shm (files there outlive the run); CPU time
-beyond one core per process until the wall timeout; a program that deliberately scrapes the
-nonce from its own interpreter's memory to forge its final value (printing or `os._exit(0)`
-cannot forge it).
+Shared surfaces, and which are closed:
+
+* /tmp, /var/tmp and /dev/shm: in ``"namespace+uid"`` (where the platform lets the namespace
+  mount; `SandboxCapabilities.private_tmp`) each run gets its own empty tmpfs there (size
+  `memory_mb`, counted in its memory cgroup), so nothing it writes outlives it or reaches
+  another run or the host, and the host's files and unix sockets there are invisible; the
+  run's working directory stays reachable at its path. PID 1 mounts them with the
+  namespace's capabilities and then clears all its capabilities (bounding set included)
+  before the program starts. In the other modes these directories are the host's: files a
+  run creates there outlive it and can be read by later runs and host processes;
+* unix sockets with a path elsewhere (e.g. under /run) that a host service opened to everyone
+  can be connected to, since filesystem sockets ignore network namespaces; abstract sockets
+  are per network namespace and so closed in the namespace modes;
+* world-readable files: the repository, /etc, site-packages, other users' 0644 files are
+  readable in every mode (hiding the host tree needs a chroot this sandbox does not build);
+  only files that are not world-readable are out of reach (modes with a uid drop);
+* CPU time beyond one core per process until the wall timeout;
+* a program can always forge its OWN final value (it can find the nonce in its interpreter's
+  memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come
+  from another process: `flowsteer.hidden_tests` runs trusted tests in a judge process the
+  candidate cannot reach.
 
 The value: if the program's last statement is an expression (REPL semantics; the Programmer
 appends `solve()`), its `repr` is sent back on a private pipe and the parent turns it into a JSON
@@ -50,6 +78,9 @@ None, lists, tuples (as lists) and dicts with str keys come back as such; anythi
 objects, NaN inside a container) comes back as its repr string; otherwise `value` is None. Status
 "ok" means the program ran to its end without an exception. `sys.exit(0)` or `os._exit(0)`
 before the end is "error": a code reward must not pass a program that exits before its tests.
+
+`run_with_fds` is `run_python` plus descriptors handed to the program (pipes between runs;
+`flowsteer.hidden_tests` joins a candidate and a judge this way).
 """
 
 from __future__ import annotations
@@ -57,9 +88,8 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import functools
-import json
-import logging
 import math
 import os
 import secrets
@@ -67,8 +97,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -77,18 +105,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from flowsteer.sandbox_capabilities import (
+    NS_PREFIX,
+    PRIVATE_TMP_NS_PREFIX,
+    UID_RANGE,
+    SandboxCapabilities,
+    SandboxMode,  # noqa: F401 (re-exported: part of this module's API)
+    child_env,
+    sandbox_capabilities,
+    site_paths,
+    uid_prefix,
+)
+from flowsteer.sandbox_cgroup import RunCgroup, cgroup_layout
+
 SandboxStatus = Literal["ok", "error", "timeout", "memory", "killed"]
-SandboxMode = Literal["namespace+uid", "uid", "namespace", "process"]
 
 _RUNNER_SOURCE = (Path(__file__).with_name("sandbox_runner.py")).read_text()
 _FILE_BYTES = 64 << 20
 _OPEN_FILES = 256
 _READ_CHUNK = 1 << 16
-_UID_RANGE = (1 << 20, 1 << 30)
 _TMP_PREFIX = "flowsteer-sandbox-"
 
-
-log = logging.getLogger(__name__)
+_site_paths = site_paths  # the name tests and older callers use
 
 
 @dataclass(frozen=True)
@@ -114,150 +152,6 @@ class SandboxResult:
     stderr: str
     value: Any
     seconds: float
-
-
-@dataclass(frozen=True)
-class SandboxCapabilities:
-    """What this platform lets the sandbox enforce, detected once per process.
-
-    Attributes:
-        mode: Which isolation is active; the module docstring says what each enforces.
-        interpreter: The Python executable the child runs (one the sandbox uid can read).
-        drop_uid: Whether the child runs as a fresh unprivileged uid.
-        namespaces: Whether the child gets its own user, network, PID and mount namespaces.
-        notes: Why a stronger mode was not available, or what the sandbox cannot offer
-            (e.g. site-packages behind a private home directory), for logs.
-        site_paths: The parent's site-packages directories the child can read; they are put
-            on the child's ``sys.path`` so numpy, sympy etc. import inside the sandbox.
-    """
-
-    mode: SandboxMode
-    interpreter: str
-    drop_uid: bool
-    namespaces: bool
-    notes: tuple[str, ...] = ()
-    site_paths: tuple[str, ...] = ()
-
-
-# Prints the installation the child sees and which of the directories in argv it can read.
-_PROBE = (
-    "import sys, json, math, decimal, socket, os\n"
-    "readable = [p for p in sys.argv[1:] if os.access(p, os.R_OK | os.X_OK)]\n"
-    "print(json.dumps([sys.base_prefix, list(sys.version_info[:2]), readable]))"
-)
-
-
-def _probe(prefix: list[str], interpreter: str) -> list | None:
-    try:
-        done = subprocess.run(
-            [*prefix, interpreter, "-I", "-S", "-B", "-c", _PROBE, *_site_paths()],
-            capture_output=True,
-            timeout=20,
-            env=_child_env(tempfile.gettempdir()),
-            cwd="/",
-        )
-        return json.loads(done.stdout) if done.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-
-
-def _candidates() -> list[str]:
-    minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    found = [sys.executable, os.path.realpath(sys.executable)]
-    found += [f"{d}/{minor}" for d in ("/usr/bin", "/usr/local/bin", "/bin")]
-    which = shutil.which(minor)
-    if which:
-        found.append(which)
-    unique = []
-    for path in found:
-        if path and path not in unique and os.access(path, os.X_OK):
-            unique.append(path)
-    return unique
-
-
-def _uid_prefix(uid: int) -> list[str]:
-    return [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        "--no-new-privs",
-        "--",
-    ]
-
-
-_NS_PREFIX = ["unshare", "-Unp", "--fork", "--kill-child", "--mount-proc", "--"]
-
-
-@functools.cache
-def sandbox_capabilities() -> SandboxCapabilities:
-    """Detect, once, the strongest isolation this platform allows (see the module docstring).
-
-    Returns:
-        The capabilities every later run uses.
-    """
-    notes: list[str] = []
-    want = list(sys.version_info[:2])
-    candidates = _candidates()
-    have_unshare = shutil.which("unshare") is not None
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0]
-        for with_ns in (True, False) if have_unshare else (False,):
-            prefix = _uid_prefix(uid) + (_NS_PREFIX if with_ns else [])
-            for interpreter in candidates:
-                as_root = _probe([], interpreter)
-                if as_root is None or as_root[1] != want:
-                    continue
-                # The sandbox uid must see the same installation root does: a symlink into a
-                # 0700 home silently falls back to another stdlib.
-                seen = _probe(prefix, interpreter)
-                if seen is not None and seen[:2] == as_root[:2]:
-                    mode: SandboxMode = "namespace+uid" if with_ns else "uid"
-                    hidden = [p for p in _site_paths() if p not in seen[2]]
-                    if hidden:
-                        notes.append(
-                            f"site-packages not readable by the sandbox uid (a parent directory "
-                            f"is private, e.g. a 0700 home): {hidden}; sandboxed programs can "
-                            "import only the standard library and what is installed elsewhere"
-                        )
-                        log.warning("sandbox: %s", notes[-1])
-                    return SandboxCapabilities(
-                        mode, interpreter, True, with_ns, tuple(notes), tuple(seen[2])
-                    )
-            notes.append(
-                f"{'namespaces' if with_ns else 'uid drop'}: no Python {want} readable by an "
-                f"unprivileged uid among {candidates}"
-            )
-    elif os.geteuid() == 0:
-        notes.append("setpriv not found: cannot drop to an unprivileged uid")
-    else:
-        notes.append("not root: cannot drop to an unprivileged uid")
-    if have_unshare and _probe(_NS_PREFIX, sys.executable) is not None:
-        return SandboxCapabilities(
-            "namespace", sys.executable, False, True, tuple(notes), _site_paths()
-        )
-    notes.append("user namespaces unavailable (unshare missing or not permitted)")
-    return SandboxCapabilities("process", sys.executable, False, False, tuple(notes), _site_paths())
-
-
-def _child_env(workdir: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": workdir,
-        "TMPDIR": workdir,
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-@functools.cache
-def _site_paths() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    unique = dict.fromkeys(p for p in (paths["purelib"], paths["platlib"]) if os.path.isdir(p))
-    return tuple(unique)
 
 
 def _own_process_count() -> int:
@@ -326,7 +220,8 @@ def run_python(
     Args:
         code: The program text. If its last statement is an expression, its value is returned.
         timeout: Wall-clock seconds before the whole run is killed (status "timeout").
-        memory_mb: Address-space limit of each process, in MiB (status "memory" when hit).
+        memory_mb: Memory limit in MiB: of the whole program (all its processes together) where
+            cgroups are available, else of each process (status "memory" when hit).
         stdin: Text for the program's standard input; None gives it an empty one.
         max_output_bytes: Cap on stdout plus stderr; past it the run is killed ("killed").
         max_processes: Processes (and threads) the program may have at once.
@@ -335,28 +230,78 @@ def run_python(
         The status, output, final value and wall time of the run.
     """
     _validate(code, timeout, memory_mb, stdin, max_output_bytes, max_processes)
+    return run_with_fds(code, (), timeout=timeout, memory_mb=memory_mb, stdin=stdin,
+                        max_output_bytes=max_output_bytes, max_processes=max_processes)  # fmt: skip
+
+
+def run_with_fds(
+    code: str,
+    pass_fds: tuple[int, ...],
+    *,
+    timeout: float = 10.0,
+    memory_mb: int = 512,
+    stdin: str | None = None,
+    max_output_bytes: int = 1 << 20,
+    max_processes: int = 32,
+) -> SandboxResult:
+    """`run_python`, with extra file descriptors handed to the program (for pipes between runs).
+
+    The program finds them open under the same numbers. This call takes them over: they are
+    closed here once the child has started (or failed to), so end-of-file reaches the other end
+    when the child exits. The sandbox's PID-1 init closes its copies too.
+
+    Args:
+        code: See `run_python`.
+        pass_fds: Descriptors to hand to the program, e.g. ends of `os.pipe()`.
+        timeout: See `run_python`.
+        memory_mb: See `run_python`.
+        stdin: See `run_python`.
+        max_output_bytes: See `run_python`.
+        max_processes: See `run_python`.
+
+    Returns:
+        See `run_python`.
+    """
     caps = sandbox_capabilities()
     start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
     uid = None
+    group = None
+    handed = False
     try:
         prefix: list[str] = []
         processes = max_processes + 3  # setpriv/unshare, the namespace init, the runner
+        layout = cgroup_layout()
+        if layout is not None:
+            group = RunCgroup(layout, memory_mb << 20, processes)
+            prefix += group.join_prefix()
         if caps.drop_uid:
-            uid = secrets.randbelow(_UID_RANGE[1] - _UID_RANGE[0]) + _UID_RANGE[0]
+            uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
             os.chown(workdir, uid, uid)
-            prefix += _uid_prefix(uid)
+            prefix += uid_prefix(uid)
         elif caps.mode in ("namespace", "process"):
             processes += _own_process_count()
         if caps.namespaces:
-            prefix += _NS_PREFIX
+            prefix += PRIVATE_TMP_NS_PREFIX if caps.private_tmp else NS_PREFIX
         nonce = secrets.token_hex(16)
         limits = (math.ceil(timeout) + 1, memory_mb << 20, processes, _FILE_BYTES, _OPEN_FILES)
-        header = f"{nonce} {int(caps.namespaces)} {' '.join(map(str, limits))}\n"
+        extra = ",".join(map(str, pass_fds)) or "-"
+        init = 2 if caps.private_tmp else int(caps.namespaces)  # 2: mount the private /tmp
+        header = f"{nonce} {init} {extra} {' '.join(map(str, limits))}\n"
         header += os.pathsep.join(caps.site_paths) + "\n"
-        return _execute(prefix, caps, header, nonce, code, stdin, timeout, max_output_bytes,
-                        workdir, start)  # fmt: skip
+        handed = True  # _execute closes them from here on
+        result = _execute(prefix, caps, header, nonce, code, stdin, timeout, max_output_bytes,
+                          workdir, start, pass_fds)  # fmt: skip
+        if group is not None and result.status in ("killed", "error") and group.oom_killed():
+            note = "[sandbox] the program's processes together passed memory_mb; killed\n"
+            result = dataclasses.replace(result, status="memory", stderr=result.stderr + note)
+        return result
     finally:
+        if not handed:
+            for fd in pass_fds:
+                os.close(fd)
+        if group is not None:
+            group.remove()
         if uid is not None and not caps.namespaces:
             _kill_uid(uid)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -373,6 +318,7 @@ def _execute(
     max_output_bytes: int,
     workdir: str,
     start: float,
+    pass_fds: tuple[int, ...],
 ) -> SandboxResult:
     with tempfile.TemporaryFile() as source, tempfile.TemporaryFile() as stdin_file:
         source.write(header.encode() + code.encode("utf-8", "replace"))
@@ -390,17 +336,18 @@ def _execute(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=workdir,
-                env=_child_env(workdir),
-                pass_fds=(code_fd, ctl_w),
+                env=child_env(workdir),
+                pass_fds=(code_fd, ctl_w, *pass_fds),
                 start_new_session=True,
             )
         except OSError as exc:
             os.close(ctl_r)
-            os.close(ctl_w)
             return SandboxResult(
                 "error", "", f"[sandbox] could not start: {exc}", None, time.monotonic() - start
             )
-        os.close(ctl_w)
+        finally:
+            for fd in (ctl_w, *pass_fds):
+                os.close(fd)
     return _collect(proc, ctl_r, nonce, timeout, max_output_bytes, start)
 
 

@@ -4,19 +4,27 @@
 fresh interpreter with `python -I -S -B -c`, so the child needs neither `site` nor the
 `flowsteer` package (the sandbox uid may be unable to read either). Everything it needs arrives
 on one inherited file descriptor (fd number in argv[1]): a header line (nonce, whether to act as
-a PID-namespace init, limits), a line of extra `sys.path` entries, then the program text. The
-result travels back on a second inherited fd (argv[2]) as one line tagged with the nonce, so a
-program that merely prints something, or exits early with `os._exit(0)`, cannot pass for a
+a PID-namespace init, descriptors handed to the program, limits), a line of extra `sys.path`
+entries, then the program text. The result travels back on a second inherited fd (argv[2]) as
+one line tagged with the nonce, so a program that merely prints something, or exits early with `os._exit(0)`, cannot pass for a
 finished run. The final value travels as its `repr`; the parent turns it into JSON with
 `ast.literal_eval`.
 
-It imports only what Python has loaded at startup plus `_ast` and `resource` (both cheap):
-`ast`, `json` and `traceback` would add about 10 ms to every run. `traceback` is imported only
-when there is a traceback to print.
+It imports only what Python has loaded at startup plus `_ast` and `resource` (both cheap), and
+`ctypes` in a PID namespace: `ast`, `json` and `traceback` would add about 10 ms to every run.
+`traceback` is imported only when there is a traceback to print.
 
 When `init` is set (the child is PID 1 of a new PID namespace) this process forks once and the
 program runs in the grandchild: PID 1 ignores signals it has no handler for, so the program must
 not be PID 1; PID 1 waits and exits with the program's status (128 + signal number for a signal).
+The rlimits are set before that fork, so PID 1 has them too, and PID 1 makes itself
+non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, via `ctypes`, about 3 ms) before forking: the program
+runs as the same uid but without capabilities, so it can neither ptrace PID 1 nor open its
+`/proc/1/mem`. The child turns dumpable again before running the program.
+
+When `init` is 2 (mode "namespace+uid" where mounting works) PID 1 also starts with the
+namespace's capabilities: it mounts empty tmpfs over /tmp, /var/tmp and /dev/shm (binding the
+working directory back at its path), then clears all its capabilities before anything else.
 """
 
 import _ast
@@ -117,29 +125,94 @@ def _run(code, ctl_fd, nonce):
     os._exit(0)
 
 
+def _set_dumpable(flag):
+    """prctl(PR_SET_DUMPABLE): a non-dumpable process cannot be ptraced by its own uid."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, int(flag), 0, 0, 0) != 0:  # 4 = PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
+def _private_tmp(size):
+    """Mount empty tmpfs over the world-writable directories; keep the working directory.
+
+    Runs as PID 1 with the namespace's capabilities (unshare --keep-caps), before the program.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    cwd = os.getcwd()
+    cwd_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    for target in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(target) and not os.path.islink(target):
+            options = f"size={size},mode=1777".encode()
+            if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 6, options) != 0:  # nosuid,nodev
+                raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}")
+    try:
+        hidden = not os.path.samestat(os.stat(cwd), os.fstat(cwd_fd))
+    except OSError:
+        hidden = True
+    if hidden:  # the working directory was under one of them: bind it back at its path
+        os.makedirs(cwd, mode=0o700, exist_ok=True)
+        if libc.mount(f"/proc/self/fd/{cwd_fd}".encode(), cwd.encode(), None, 4096, None) != 0:
+            raise OSError(ctypes.get_errno(), f"bind {cwd}")  # 4096: MS_BIND
+        os.chdir(cwd)
+    os.close(cwd_fd)
+
+
+def _drop_capabilities():
+    """Clear every capability (bounding, ambient, effective, permitted, inheritable)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(47, 4, 0, 0, 0) != 0:  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        raise OSError(ctypes.get_errno(), "clear ambient capabilities")
+    for cap in range(64):  # PR_CAPBSET_DROP; EINVAL past the last capability
+        libc.prctl(24, cap, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all empty
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
 def main():
     code_fd, ctl_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(code_fd, "rb") as source:
         header = source.readline().split()
         path = source.readline().decode().rstrip("\n")
         code = source.read().decode("utf-8", "replace")
-    nonce, init, limits = header[0].decode(), header[1] == b"1", [int(x) for x in header[2:]]
-    if init:
-        pid = os.fork()
-        if pid:
-            os.close(ctl_fd)
-            _, status = os.waitpid(pid, 0)
-            if os.WIFSIGNALED(status):
-                os._exit(128 + os.WTERMSIG(status))
-            os._exit(os.WEXITSTATUS(status))
-    sys.path[:0] = [p for p in path.split(os.pathsep) if p and p not in sys.path]
-    sys.argv = sys.argv[:1]
+    nonce, init, private_tmp = header[0].decode(), header[1] != b"0", header[1] == b"2"
+    extra_fds = [int(fd) for fd in header[2].split(b",")] if header[2] != b"-" else []
+    limits = [int(x) for x in header[3:]]
+    # Limits first: the namespace's init gets them too, before anything else happens.
     try:
         _set_limits(*limits)
+        if private_tmp:
+            _private_tmp(limits[1])
+            _drop_capabilities()
+        if init:
+            _set_dumpable(False)
     except Exception as exc:
         print(f"sandbox: could not set resource limits: {exc}", file=sys.stderr)
         _send(ctl_fd, nonce, "setup", exc)
         os._exit(1)
+    if init:
+        pid = os.fork()
+        if pid:
+            for fd in (ctl_fd, *extra_fds):
+                os.close(fd)
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status):
+                os._exit(128 + os.WTERMSIG(status))
+            os._exit(os.WEXITSTATUS(status))
+        try:  # the program itself may be traced by its own children, as usual
+            _set_dumpable(True)
+        except Exception as exc:
+            _send(ctl_fd, nonce, "setup", exc)
+            os._exit(1)
+    sys.path[:0] = [p for p in path.split(os.pathsep) if p and p not in sys.path]
+    sys.argv = sys.argv[:1]
     _run(code, ctl_fd, nonce)
 
 

@@ -14,10 +14,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+_TINY_SETTINGS = (  # (option, config.json key)
+    ("hidden_size", "hidden_size"),
+    ("num_layers", "num_hidden_layers"),
+    ("num_heads", "num_attention_heads"),
+    ("num_kv_heads", "num_key_value_heads"),
+    ("intermediate_size", "intermediate_size"),
+)
+
 
 def _tiny_model(args: argparse.Namespace) -> int:
     from flowsteer.models.tiny import build_tiny_model
 
+    config_file = Path(args.out_dir) / "config.json"
+    if config_file.is_file() and not args.overwrite:
+        # Never keep an old model silently: the settings asked for may not be the ones it has.
+        try:
+            config = json.loads(config_file.read_text())
+            has = ", ".join(f"{opt}={config.get(key)}" for opt, key in _TINY_SETTINGS)
+        except (OSError, ValueError):
+            has = "unreadable config.json"
+        raise ValueError(
+            f"{args.out_dir} already holds a model ({has}); pass --overwrite to rebuild it "
+            "with the settings given, or choose another directory"
+        )
     out = build_tiny_model(
         args.out_dir,
         hidden_size=args.hidden_size,
@@ -43,7 +63,7 @@ def _tasks(args: argparse.Namespace) -> int:
     print(f"{len(result.tasks)} tasks ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))})")
     if result.skipped:
         print(f"{len(result.skipped)} bad records skipped; first: {result.skipped[0]}")
-    for task in result.tasks[: args.show]:
+    for task in result.tasks[: args.show]:  # --show is checked to be >= 0
         print(json.dumps(task.to_dict(), ensure_ascii=False))
     return 0
 
@@ -64,6 +84,17 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative(text: str) -> int:
+    """argparse type: a whole number >= 0 (``--show -1`` must not mean "all but one")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowsteer",
@@ -81,21 +112,30 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("--vocab-size", type=int, default=1024)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument(
-        "--overwrite", action="store_true", help="rebuild if the directory holds a model"
+        "--overwrite",
+        "--force",
+        action="store_true",
+        help="rebuild if the directory already holds a model (without it, that is an error)",
     )
     tiny.set_defaults(run=_tiny_model)
 
     tasks = sub.add_parser("tasks", help="load a dataset in its native schema and summarise it")
-    tasks.add_argument("source", help="gsm8k, math, hotpotqa, squad_v2, mbpp or humaneval")
+    tasks.add_argument(
+        "source",
+        help="gsm8k, math, hotpotqa, squad_v2, mbpp, humaneval; for evaluation triviaqa, "
+        "nq_open, math_qa, aime, apps, ds1000",
+    )
     tasks.add_argument(
         "path", help="a .json/.jsonl/.jsonl.gz/.parquet file, a directory, or a hub name"
     )
     tasks.add_argument("--split", default=None)
-    tasks.add_argument("--limit", type=int, default=None)
+    tasks.add_argument("--limit", type=_non_negative, default=None)
     tasks.add_argument(
         "--skip-invalid", action="store_true", help="skip bad records and report them"
     )
-    tasks.add_argument("--show", type=int, default=1, help="print this many tasks as JSON")
+    tasks.add_argument(
+        "--show", type=_non_negative, default=1, help="print this many tasks as JSON (>= 0)"
+    )
     tasks.set_defaults(run=_tasks)
 
     quick = sub.add_parser("quickstart", help="the CPU quickstart: tiny policy on sample tasks")

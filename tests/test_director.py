@@ -71,3 +71,18 @@ def test_seed_gives_each_turn_its_own_reproducible_seed():
     policy = ScriptedBackend(["no action"], when_exhausted="repeat_last")
     asyncio.run(FlowDirector(policy, max_turns=3, seed=10).run(TASK))
     assert [s["seed"] for s in policy.sampling_seen] == [10, 11, 12]
+
+
+def test_an_unreachable_policy_is_visible_not_silent(caplog):
+    import pytest
+
+    from flowsteer.director import EpisodeError
+
+    policy = ScriptedBackend([Completion.failure("connection error: ConnectionRefusedError")])
+    with caplog.at_level("WARNING", logger="flowsteer.director"):
+        episode = asyncio.run(FlowDirector(policy).run(TASK))
+    assert "policy failed at turn 1: connection error" in caplog.text
+    with pytest.raises(EpisodeError, match="stopped: policy failed at turn 1: connection error"):
+        episode.raise_for_error()
+    ok = asyncio.run(FlowDirector(ScriptedBackend(reference_actions())).run(TASK))
+    assert ok.raise_for_error() is ok

@@ -1,4 +1,4 @@
-"""The dependency direction of DESIGN.md §7, checked on the code as it is.
+"""The dependency direction of docs/design.md §7, checked on the code as it is.
 
 * Nothing under flowsteer/ imports Lightning or the adapter packages (not even lazily).
 * The text side of the core (everything but the torch-side packages) imports without torch.

@@ -10,9 +10,12 @@ States:
   ``awaiting_prompt``; ``delete``, ``set_prompt`` (with a ``<target>``) and count-only modifies
   complete at once; ``finish`` checks the `FinishConstraints` and moves to ``done``.
 * ``awaiting_prompt``: the canvas waits for one prompt per new operator node, in order
-  (``<action>set_prompt</action><prompt>…</prompt>``; empty keeps the default). ``delete`` is
-  also accepted (to back out of an add); anything else is rejected with a message saying which
-  prompt is awaited and how to send it, so the state is never a trap.
+  (``<action>set_prompt</action><prompt>…</prompt>``; empty keeps the default). A reply with
+  no action tag (plain text, or a bare ``<prompt>…</prompt>``) *is* the prompt, thinking
+  removed: the paper's two-step add. An empty reply is rejected (it is not a prompt; an empty
+  ``<prompt></prompt>`` keeps the default). ``delete`` is also accepted (to back out of an
+  add); any other action is rejected with a message saying which prompt is awaited and how to
+  send it, so the state is never a trap.
 * ``done``: after an accepted ``finish`` or when ``max_turns`` turns were used (then
   ``info.truncated`` is True). Further steps are answered, never raised, and change nothing.
 
@@ -22,6 +25,14 @@ action leaves the graph exactly as it was (ids included). When an edit completes
 back to ``building``) the current workflow is executed and the result goes into the feedback;
 while prompts are awaited nothing runs, so a structure is not executed with half its prompts.
 ``finish`` does not run the workflow again: the last run already reflects it (`last_result`).
+
+The reward scores `final_result()`: the output of the final graph itself, executed at episode
+end when the last run was of an older graph (see that method for the decisions).
+
+Size. A workflow holds at most ``max_nodes`` nodes (structures and their operators all count)
+and a structure at most ``max_children`` operators; an edit past either is rejected with a
+message naming the limit. With the feedback's cuts this keeps every observation bounded,
+whatever the policy writes.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from flowsteer.actions import DONE, Action, ParseError, parse_action
-from flowsteer.canvas.execution import ExecutionResult, Executor
+from flowsteer.canvas.execution import ExecutionResult, ExecutionScope, Executor, accepts_scope
 from flowsteer.canvas.feedback import FeedbackRenderer, Status
 from flowsteer.canvas.graph import GraphEditError, WorkflowGraph
 from flowsteer.operators.library import OperatorLibrary
@@ -97,7 +108,8 @@ class StepInfo:
         valid: Whether the action was accepted.
         error: The rejection or parse message, ``None`` when accepted.
         error_code: A stable code for the error (parse codes, ``"wrong_state"``,
-            ``"invalid_edit"``, ``"unknown_operator"``, ``"finish_constraints"``, ``"over"``).
+            ``"invalid_edit"``, ``"unknown_operator"``, ``"finish_constraints"``, ``"over"``,
+            ``"too_large"``, ``"too_wide"``).
         turn: Turns used so far, this one included.
         state: The canvas state after the step.
         dsl: The workflow's DSL after the step.
@@ -153,6 +165,9 @@ class Canvas:
         feedback: The o_exec renderer (truncation lengths).
         execution_timeout_s: Wall-clock limit for one execution (``None``: the executor's
             own limits only); a timeout is reported as a ``TimeoutError`` execution error.
+        max_nodes: Most nodes a workflow may hold (a structure and each of its operators
+            count one each); an edit past it is rejected.
+        max_children: Most operators in one structure (a parallel's width, a loop body, ...).
     """
 
     def __init__(
@@ -164,9 +179,18 @@ class Canvas:
         finish_constraints: FinishConstraints | None = None,
         feedback: FeedbackRenderer | None = None,
         execution_timeout_s: float | None = None,
+        max_nodes: int = 40,
+        max_children: int = 8,
     ) -> None:
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+        if max_children < 3 or max_nodes < max_children + 1:
+            raise ValueError(
+                "max_children must be at least 3 (a conditional has 3 operators) and max_nodes "
+                f"above it; got max_children={max_children}, max_nodes={max_nodes}"
+            )
+        self.max_nodes = max_nodes
+        self.max_children = max_children
         self.task = task
         self.executor = executor
         self.library = library if library is not None else _default_library()
@@ -182,11 +206,13 @@ class Canvas:
         from flowsteer.prompts import user_prompt
 
         self._graph = WorkflowGraph()
+        self._scope = ExecutionScope()  # a fresh episode: the executor's cache starts empty
         self._state: CanvasState = BUILDING
         self._turn = 0
         self._pending: list[str] = []
         self._pending_total = 0
         self.last_result: ExecutionResult | None = None
+        self._result_graph: WorkflowGraph | None = None  # the graph `last_result` is of
         self.truncated = False
         self._stats_for: WorkflowGraph | None = None
         self._stats_text = ""
@@ -234,6 +260,10 @@ class Canvas:
             return self._over()
         self._turn += 1
         action = text if isinstance(text, (Action, ParseError)) else parse_action(text)
+        awaiting = self._state == AWAITING_PROMPT
+        if awaiting and isinstance(action, ParseError) and action.prompt is not None:
+            # no action tag: the reply is the awaited prompt
+            action = Action("set_prompt", prompt=action.prompt, think=action.think)
         result: ExecutionResult | None = None
         execution: str | None = None
         if isinstance(action, ParseError):
@@ -296,9 +326,20 @@ class Canvas:
     async def final_result(self) -> ExecutionResult | None:
         """The execution result the episode's reward scores: the final graph's own output.
 
-        Placeholder contract (issue 8, item 1 refines it): returns the last execution's result.
-        Rollouts and the director call this once, when the episode is over.
+        Call it once the episode is over (the director and the rollouts do). When the last
+        execution was of another graph (an edit still awaiting prompts at the turn limit,
+        everything deleted) the final graph is executed now, so the answer scored is always
+        the output of the workflow R_div scores; a repeated call does not run it again.
+
+        * Nodes still awaiting a prompt run with their operator's default prompt: in the graph
+          an empty prompt *is* the default (what ``<prompt></prompt>`` sends), so the final
+          graph is complete as it stands.
+        * An empty graph, or a canvas without an executor, has no answer: ``None``.
         """
+        if self.executor is None or not self._graph.sequence:
+            return None
+        if self._result_graph is not self._graph and self._result_graph != self._graph:
+            await self._execute()
         return self.last_result
 
     def _over(self) -> StepResult:
@@ -324,9 +365,10 @@ class Canvas:
             cancel = self._graph.parent(nid) or nid
             raise _Rejected(
                 f"{action.type} is not possible now: the canvas is waiting for the prompt of "
-                f"{self._awaiting_what()}. Send it with <action>set_prompt</action><prompt>…"
-                "</prompt> (an empty prompt keeps the default), or cancel the add with "
-                f"<action>delete</action><target>{cancel}</target>",
+                f"{self._awaiting_what()}. Send the prompt text as your reply (or "
+                "<action>set_prompt</action><prompt>…</prompt>; an empty prompt keeps the "
+                f"default), or cancel the add with <action>delete</action><target>{cancel}"
+                "</target>",
                 "wrong_state",
             )
         return self._handlers[action.type](self, action)
@@ -358,6 +400,7 @@ class Canvas:
                 if a.on_pass is not None and a.on_pass.lower() != DONE:
                     names.append(self._op(a.on_pass))
             else:
+                self._check_width(len(a.operators), a.structure)
                 names = [self._op(n) for n in a.operators]
             sid = g.add_structure(a.structure, names, count=a.count, index=index)
             new = list(g.node(sid).children)
@@ -407,6 +450,7 @@ class Canvas:
                 )
             try:
                 if a.operators:
+                    self._check_width(len(a.operators), node.name)
                     new.extend(g.set_children(nid, [self._op(n) for n in a.operators]))
                 for role in ("condition", "on_fail", "on_pass"):
                     value = getattr(a, role)
@@ -466,6 +510,13 @@ class Canvas:
 
     # ----------------------------------------------------------------- helpers
     def _commit(self, graph: WorkflowGraph, pending: list[str], new_batch: bool = False) -> None:
+        if len(graph) > self.max_nodes:
+            raise _Rejected(
+                f"the workflow would have {len(graph)} nodes; at most {self.max_nodes} are "
+                "allowed (a structure and each of its operators count one each): delete nodes "
+                "before adding more",
+                "too_large",
+            )
         issues = graph.validate(self.library)
         if issues:
             more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
@@ -475,6 +526,13 @@ class Canvas:
             self._pending_total = len(pending)
         self._pending = pending
         self._state = AWAITING_PROMPT if pending else BUILDING
+
+    def _check_width(self, n: int, structure: str) -> None:
+        if n > self.max_children:
+            raise _Rejected(
+                f"a {structure} may hold at most {self.max_children} operators, got {n}; use fewer",
+                "too_wide",
+            )
 
     def _op(self, name: str | None) -> str:
         spec = self.library.find(name or "")
@@ -505,7 +563,7 @@ class Canvas:
 
     def _awaiting_text(self) -> str:
         return (
-            f"Now send the prompt for {self._awaiting_what()} with "
+            f"Now send the prompt for {self._awaiting_what()}: reply with its text, or "
             "<action>set_prompt</action><prompt>…</prompt>; an empty prompt keeps the default."
         )
 
@@ -546,7 +604,8 @@ class Canvas:
         if self.executor is None or not self._graph.sequence:
             return None
         try:
-            run = self.executor.execute(self._graph, self.task)
+            scoped = {"scope": self._scope} if accepts_scope(self.executor) else {}
+            run = self.executor.execute(self._graph, self.task, **scoped)
             if self.execution_timeout_s is not None:
                 result = await asyncio.wait_for(run, self.execution_timeout_s)
             else:
@@ -563,7 +622,7 @@ class Canvas:
                     f"TypeError: executor returned {type(result).__name__}, not ExecutionResult"
                 ]
             )
-        self.last_result = result
+        self.last_result, self._result_graph = result, self._graph
         return result
 
 

@@ -1,6 +1,6 @@
 """The workflow executor: runs a `WorkflowGraph` on a task with operators on a backend LLM.
 
-Semantics (DESIGN.md §2), one top-level step after another, each reading the `WorkflowState`
+Semantics (docs/design.md §2), one top-level step after another, each reading the `WorkflowState`
 the previous one left:
 
 * an operator step runs once and folds its output into the state (a new plan, candidate,
@@ -26,7 +26,9 @@ of one parallel block can overshoot by their own size). Once the budget is spent
 node is started, and an error names what was skipped (later steps, or a loop's remaining
 iterations).
 
-Prefix cache: see `flowsteer.canvas.prefix_cache`; `cache_stats` counts hits.
+Prefix cache: see `flowsteer.canvas.prefix_cache`. One cache per episode scope (the canvas
+passes its scope; an execution without one caches nothing), and a replayed step charges the
+calls and tokens it cost to the budget; `cache_stats` counts hits.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flowsteer.canvas.execution import ExecutionResult, NodeRecord
+from flowsteer.canvas.execution import ExecutionResult, ExecutionScope, NodeRecord
 from flowsteer.canvas.graph import Node, WorkflowGraph
-from flowsteer.canvas.prefix_cache import CacheStats, PrefixCache
+from flowsteer.canvas.prefix_cache import CacheStats, PrefixCache, ScopedCaches
 from flowsteer.llm.backend import Completion, LLMBackend, Message
 from flowsteer.operators.base import OperatorOutput, OperatorSettings, WorkflowState
 from flowsteer.operators.library import OperatorLibrary
@@ -59,6 +61,13 @@ class _Meter:
         self.calls = 0
         self.tokens = 0
         self.refused = 0
+        self.cached_calls = 0
+
+    def charge(self, calls: int, tokens: int) -> None:
+        """Count a step replayed from the cache as the calls and tokens it replaces."""
+        self.calls += calls
+        self.tokens += tokens
+        self.cached_calls += calls
 
     @property
     def exhausted(self) -> bool:
@@ -110,8 +119,9 @@ class WorkflowExecutor:
         temperature: Sampling temperature of operator calls (``None``: the backend's default).
         max_tokens_per_call: Completion budget of one operator call (``None``: the backend's).
         max_output_chars: Each node output in the trace and `node_outputs` is cut to this.
-        cache: Reuse cached results of the unchanged workflow prefix on re-execution.
-        cache_size: Most cached steps (LRU).
+        cache: Reuse cached results of the unchanged workflow prefix on re-execution within
+            one episode (see `flowsteer.canvas.prefix_cache`).
+        cache_size: Most cached steps of one episode (LRU).
     """
 
     def __init__(
@@ -150,17 +160,25 @@ class WorkflowExecutor:
             temperature=temperature,
             max_tokens=max_tokens_per_call,
         )
-        self.cache = PrefixCache(cache_size) if cache else None
+        self.caches = ScopedCaches(cache_size) if cache else None
         self._operators: dict[str, Any] = {}
 
     @property
     def cache_stats(self) -> CacheStats:
-        """Hits, misses, stores and size of the prefix cache (all zero when it is off)."""
-        return self.cache.stats if self.cache is not None else CacheStats()
+        """Hits, misses, stores and size of the prefix caches (all zero when they are off)."""
+        return self.caches.stats if self.caches is not None else CacheStats()
 
     # ------------------------------------------------------------------ the run
-    async def execute(self, graph: WorkflowGraph, task: Task) -> ExecutionResult:
+    async def execute(
+        self, graph: WorkflowGraph, task: Task, scope: ExecutionScope | None = None
+    ) -> ExecutionResult:
         """Run `graph` on `task`; every failure is reported in the result, never raised.
+
+        Args:
+            graph: The workflow (not mutated).
+            task: The task.
+            scope: The episode this execution belongs to; its prefix cache is reused across
+                the episode's executions. ``None``: nothing is cached or reused.
 
         Raises:
             TypeError: Only for arguments of the wrong type (a caller bug, not a run failure).
@@ -172,8 +190,9 @@ class WorkflowExecutor:
         start = time.monotonic()
         run = _Run(_Meter(self.backend, self.max_calls, self.max_tokens))
         state = WorkflowState(task)
+        cache = self.caches.for_scope(scope) if self.caches is not None else None
         try:
-            state = await self._run_sequence(graph, task, state, run)
+            state = await self._run_sequence(graph, task, state, run, cache)
         except Exception as exc:  # a bug here must still end as a result, not a crash
             run.errors.append(f"{type(exc).__name__}: executor failure: {exc}")
         return ExecutionResult(
@@ -183,69 +202,72 @@ class WorkflowExecutor:
             errors=run.errors,
             calls=run.meter.calls,
             tokens=run.meter.tokens,
+            cached_calls=run.meter.cached_calls,
             seconds=time.monotonic() - start,
         )
 
     async def _run_sequence(
-        self, graph: WorkflowGraph, task: Task, state: WorkflowState, run: _Run
+        self,
+        graph: WorkflowGraph,
+        task: Task,
+        state: WorkflowState,
+        run: _Run,
+        cache: PrefixCache | None,
     ) -> WorkflowState:
         key = PrefixCache.key("", self._root_identity(task))
-        use_cache = self.cache is not None
+        use_cache = cache is not None
         for step in graph.top_level():
             kids = graph.children(step.id) if step.is_structure else []
             key = PrefixCache.key(key, self._step_identity(step, kids))
-            if use_cache and self.cache is not None:
-                hit = self.cache.get(key)
+            if run.meter.exhausted:
+                run.errors.append(f"{run.meter.why()}; skipped {step.id} and everything after")
+                break
+            if use_cache and cache is not None:
+                hit = cache.get(key)
                 if hit is not None:
-                    state, records, outputs = hit
+                    state, records, outputs, calls, tokens = hit
+                    run.meter.charge(calls, tokens)
                     run.trace.extend(records)
                     run.outputs.update(outputs)
                     continue
                 use_cache = False  # see prefix_cache: never reuse past the first miss
-            if run.meter.exhausted:
-                run.errors.append(f"{run.meter.why()}; skipped {step.id} and everything after")
-                break
-            marks = len(run.trace), len(run.errors)
+            marks = len(run.trace), len(run.errors), run.meter.calls, run.meter.tokens
             state = await self._run_step(step, kids, state, run)
-            if self.cache is not None and len(run.errors) == marks[1]:
+            if cache is not None and len(run.errors) == marks[1]:
                 records = tuple(run.trace[marks[0] :])
                 outputs = {r.node_id: run.outputs[r.node_id] for r in records}
-                self.cache.put(key, (state, records, outputs))
+                cost = run.meter.calls - marks[2], run.meter.tokens - marks[3]
+                cache.put(key, (state, records, outputs, *cost))
         return state
 
     async def _run_step(
         self, step: Node, kids: list[Node], state: WorkflowState, run: _Run
     ) -> WorkflowState:
         if not step.is_structure:
-            return self._fold(state, await self._run_node(step, state, run))
+            return state.apply(await self._run_node(step, state, run))
         if step.name == "parallel":
             mark = len(run.trace)
             outs = await asyncio.gather(*(self._run_node(k, state, run) for k in kids))
             order = {k.id: i for i, k in enumerate(kids)}  # the trace lists children in order
             run.trace[mark:] = sorted(run.trace[mark:], key=lambda r: order.get(r.node_id, 0))
-            for out in outs:
-                state = self._fold(state, out)
-            answers = tuple(o.answer for o in outs if o.answer)
-            if answers:
-                state = dataclasses.replace(state, candidates=answers, candidate=answers[0])
-            return state
+            return state.after_parallel(outs)
         if step.name == "conditional":
             if not kids:
                 return state
             verdict = await self._run_node(kids[0], state, run)
-            state = self._fold(state, verdict)
+            state = state.apply(verdict)
             branch = kids[2] if verdict.passed and len(kids) > 2 else None
             if not verdict.passed and len(kids) > 1:
                 branch = kids[1]
             if branch is not None:
-                state = self._fold(state, await self._run_node(branch, state, run))
+                state = state.apply(await self._run_node(branch, state, run))
             return state
         if step.name == "loop":
             count = step.count or 1
             for iteration in range(count):
                 for position, kid in enumerate(kids):
                     out = await self._run_node(kid, state, run, iteration)
-                    state = self._fold(state, out)
+                    state = state.apply(out)
                     if out.passed and self._is_checker(kid.name):
                         return state
                     if run.meter.exhausted:
@@ -311,22 +333,6 @@ class WorkflowExecutor:
     def _is_checker(self, name: str) -> bool:
         spec = self.library.find(name)
         return spec is not None and spec.is_checker
-
-    @staticmethod
-    def _fold(state: WorkflowState, out: OperatorOutput) -> WorkflowState:
-        """The state after an operator output (``None`` fields keep the old value)."""
-        changes: dict[str, Any] = {}
-        if out.plan is not None:
-            changes["plan"] = out.plan
-        if out.answer:
-            changes["candidate"] = out.answer
-        if out.code is not None:
-            changes["code"] = out.code
-        if out.passed is not None:
-            changes["passed"] = out.passed
-        if out.feedback is not None:
-            changes["feedback"] = out.feedback
-        return dataclasses.replace(state, **changes) if changes else state
 
     def _root_identity(self, task: Task) -> list[Any]:
         fields = (task.kind, task.question, task.context, task.public_tests, task.entry_point)

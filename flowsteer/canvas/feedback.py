@@ -16,7 +16,9 @@ Layout (one ``key: value`` line each, always in this order, lines without conten
 
 It is a pure function of the canvas state and the step's outcome (no timings, no addresses),
 so the same state always gives the same text; golden-file tests pin it. Long outputs are cut
-to a configurable length with a marker saying how much was cut.
+to a configurable length with a marker saying how much was cut. Every line is bounded (the
+message, the answer, each check and error, and how many of them are listed), and the canvas
+bounds the workflow's size, so an observation stays bounded whatever the policy writes.
 """
 
 from __future__ import annotations
@@ -40,12 +42,16 @@ class FeedbackRenderer:
         max_error_chars: Each error and check message is cut to this many characters.
         max_errors: At most this many errors are listed.
         long_answer_chars: An answer longer than this gets the too-long suggestion.
+        max_checks: At most this many checker verdicts are listed (a loop repeats them).
+        max_message_chars: The message line is cut to this many characters.
     """
 
     max_answer_chars: int = 400
     max_error_chars: int = 300
     max_errors: int = 3
     long_answer_chars: int = 1000
+    max_checks: int = 6
+    max_message_chars: int = 1200
 
     def render(
         self,
@@ -63,7 +69,7 @@ class FeedbackRenderer:
         `result` the execution result when the workflow ran this turn."""
         lines = [
             f"[canvas] status: {status}",
-            f"message: {message}",
+            f"message: {_cut(message, self.max_message_chars)}",
             f"workflow: {graph.to_dsl()}",
             f"nodes: {graph.describe_nodes()}",
             f"stats: {stats}",
@@ -83,10 +89,13 @@ class FeedbackRenderer:
             lines.append(f"answer: {_cut(answer.strip(), self.max_answer_chars)}")
         else:
             lines.append("answer: (none)")
-        checks = [r for r in result.trace if r.passed is not None]
+        all_checks = [r for r in result.trace if r.passed is not None]
+        checks = all_checks[-self.max_checks :]  # the latest verdicts matter most
         if checks:
+            skipped = len(all_checks) - len(checks)
             lines.append(
                 "checks: "
+                + (f"({skipped} earlier not shown) " if skipped else "")
                 + " | ".join(
                     f"{r.node_id} {r.operator} {'pass' if r.passed else 'fail'}"
                     + (

@@ -1,7 +1,7 @@
 """Backend LLMs that execute the operators: one protocol, several interchangeable classes.
 
 `TransformersBackend` is resolved lazily so ``import flowsteer.llm`` never imports torch or
-transformers (the text side of the core stays light; see DESIGN.md section 7).
+transformers (the text side of the core stays light; see docs/design.md §7).
 """
 
 from __future__ import annotations

@@ -1,36 +1,79 @@
 """What an operator implementation is, and what flows between the nodes of a workflow.
 
-An operator (DESIGN.md §2) is a prompt template plus an output parser over the backend LLM.
+An operator (docs/design.md §2) is a prompt template plus an output parser over the backend LLM.
 The executor hands every node the same three things:
 
-* a `WorkflowState`: the task and what upstream nodes produced so far (the plan, the current
-  candidate answer, the candidates of the last parallel block, the last checker's verdict and
-  feedback). It is immutable, so parallel children can share it safely;
+* a `WorkflowState`: the task and what upstream nodes produced so far. It is immutable, so
+  parallel children can share it safely;
 * the node's instruction (the policy's prompt, or the library's default prompt);
 * an `LLMBackend` to call (the executor's metered view of the real backend: it counts calls
   and tokens and refuses calls past the workflow's budget).
 
-It gets back an `OperatorOutput`, which the executor folds into the next state. An operator
-never raises for anything the model or the sandbox does: a failure is an `OperatorOutput` with
-`error` set, whose text starts with a Python-style exception name (``SyntaxError: ...``,
-``BackendError: ...``) so the canvas feedback can suggest a repair.
+It gets back an `OperatorOutput`, which `WorkflowState.apply` folds into the next state. An
+operator never raises for anything the model or the sandbox does: a failure is an
+`OperatorOutput` with `error` set, whose text starts with a Python-style exception name
+(``SyntaxError: ...``, ``BackendError: ...``) so the canvas feedback can suggest a repair.
 
-Implementations subclass `Operator`, set `name`, and take an `OperatorSettings` (the knobs the
-executor exposes in its own signature: sandbox limits, Programmer retries, sampling).
+Data flow
+---------
+Defined here once: each operator's prompt shows the parts of the state named in its class's
+`Operator.reads` (`Operator.material`), and the state changes only through
+`WorkflowState.apply` (one node) and `WorkflowState.after_parallel` (a parallel block). Every
+prompt starts with the question, the context (qa) or required function (code), and the
+policy's prompt for the node; the table says what else it gets and what it writes.
+
+==================  =====  ==================  ==============  ==========  ==================
+operator            plan   current candidate   candidate list  feedback    writes
+==================  =====  ==================  ==============  ==========  ==================
+Plan, Decompose     yes    no                  no              no          plan
+Programmer,         yes    yes (to improve)    yes             yes         candidate (+ code)
+Custom,
+AnswerGenerate
+Test, Review,       no     yes (checked)       no              no          verdict, feedback
+Verify
+Revise              yes    yes (to fix)        yes             yes         candidate
+ScEnsemble,         no     only without list   yes (consumed)  no          candidate
+Aggregate
+Format              no     yes (reformatted)   no              no          candidate (never
+                                                                           worse: see Format)
+parallel [A, B, …]  children all run on the same input state; their answers become the
+                    candidate list (child order) and the first answer the current candidate
+==================  =====  ==================  ==============  ==========  ==================
+
+Rules behind the table:
+
+* **Candidate list.** A parallel block's output is the list of its children's answers. It
+  stays visible to the nodes after the block (solvers and Revise see it listed) until a node
+  writes a new candidate: an ensemble consumes it into one answer, and a solver, Revise or
+  Format replaces it (the list described answers the new candidate supersedes). So in
+  ``[A, B, C] -> Verify ? Revise : done -> ScEnsemble`` the ensemble votes on A, B, C when
+  Verify passed, and passes the revised answer through when Revise ran: a revision is never
+  outvoted by the stale answers it corrected.
+* **Checkers** judge the current candidate (after a parallel block: the first child's answer)
+  and write a verdict and feedback; they never change the candidate or the list.
+* **Feedback** is about the current candidate: the next solver or Revise sees it, and any new
+  candidate clears it (and the verdict), so feedback is never shown next to an answer it was
+  not about. In ``(Custom -> Verify) * 3`` the second Custom therefore sees the first
+  iteration's candidate and Verify's feedback on it, and its prompt differs from the first.
+* **Plan** is kept until the next Plan or Decompose; solvers and Revise always see it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from flowsteer.llm.backend import Completion, Message
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend
     from flowsteer.tasks.task import Task
+
+Part = Literal["plan", "candidate", "candidates", "feedback"]
+"""A part of the `WorkflowState` an operator's prompt can show (see `Operator.reads`)."""
 
 SYSTEM_TEMPLATE = (
     "You are the {name} operator of an agentic workflow. {role}\n"
@@ -87,10 +130,12 @@ class WorkflowState:
         task: The task being solved (operators never read ``task.tests``: those are hidden).
         plan: The latest Plan/Decompose output (``""``: none yet).
         candidate: The current candidate answer (code for code tasks), or ``None``.
-        candidates: The answers of the last parallel block, in child order.
+        candidates: The answers of the last parallel block, in child order, until a node
+            writes a new candidate (``()``: no live list).
         code: The last program Programmer ran (``""``: none).
-        feedback: The last checker's feedback (``""``: none).
-        passed: The last checker's verdict, or ``None`` when no checker ran (or it failed).
+        feedback: The last checker's feedback on the current candidate (``""``: none).
+        passed: The last checker's verdict on the current candidate, or ``None`` when none
+            checked it.
     """
 
     task: Task
@@ -100,6 +145,40 @@ class WorkflowState:
     code: str = ""
     feedback: str = ""
     passed: bool | None = None
+
+    def apply(self, out: OperatorOutput) -> WorkflowState:
+        """The state after one node's output (see the data-flow rules in the module docstring).
+
+        A new candidate replaces the current one and clears the candidate list, the feedback
+        and the verdict (they were about answers it supersedes); ``None`` fields keep the old
+        value.
+        """
+        changes: dict[str, Any] = {}
+        if out.plan is not None:
+            changes["plan"] = out.plan
+        if out.answer:
+            changes.update(candidate=out.answer, candidates=(), feedback="", passed=None)
+        if out.code is not None:
+            changes["code"] = out.code
+        if out.passed is not None:
+            changes["passed"] = out.passed
+        if out.feedback is not None:
+            changes["feedback"] = out.feedback
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def after_parallel(self, outs: Sequence[OperatorOutput]) -> WorkflowState:
+        """The state after a parallel block whose children (all run on `self`) gave `outs`.
+
+        Each output is applied in child order; then, if any child answered, the answers
+        become the candidate list and the first of them the current candidate.
+        """
+        state = self
+        for out in outs:
+            state = state.apply(out)
+        answers = tuple(o.answer for o in outs if o.answer)
+        if answers:
+            state = dataclasses.replace(state, candidates=answers, candidate=answers[0])
+        return state
 
 
 @dataclass(frozen=True)
@@ -134,6 +213,8 @@ class Operator(ABC):
 
     name: ClassVar[str] = ""
     role: ClassVar[str] = ""
+    reads: ClassVar[tuple[Part, ...]] = ()
+    """The state parts this operator's prompt shows (one row of the module's table)."""
 
     def __init__(self, settings: OperatorSettings | None = None) -> None:
         self.settings = settings if settings is not None else OperatorSettings()
@@ -151,13 +232,12 @@ class Operator(ABC):
         limit = self.settings.max_material_chars
         return text if len(text) <= limit else text[:limit] + "\n[... truncated]"
 
-    def material(self, state: WorkflowState, *parts: str) -> str:
-        """The task and the named upstream parts as Markdown sections.
+    def material(self, state: WorkflowState, *parts: Part) -> str:
+        """The task and the upstream parts this operator reads, as Markdown sections.
 
         Args:
             state: The input state.
-            *parts: Any of ``plan``, ``candidate``, ``candidates``, ``feedback``, ``code``;
-                empty ones are left out.
+            *parts: The parts to show (default: `reads`); empty ones are left out.
         """
         task = state.task
         sections = [f"## Problem\n{task.question.strip()}"]
@@ -165,17 +245,20 @@ class Operator(ABC):
             sections.append(f"## Context\n{self.cut(task.context.strip())}")
         if task.kind == "code" and task.entry_point:
             sections.append(f"## Required function\n`{task.entry_point}`")
-        for part in parts:
-            if part == "candidates" and state.candidates:
+        for part in parts or self.reads:
+            if part == "plan" and state.plan:
+                sections.append(f"## Plan\n{self.cut(state.plan.strip())}")
+            elif part == "candidate" and state.candidate:
+                sections.append(f"## Candidate answer\n{self.cut(state.candidate.strip())}")
+            elif part == "candidates" and state.candidates:
                 listed = "\n".join(
                     f"({chr(65 + i)}) {self.cut(c.strip())}" for i, c in enumerate(state.candidates)
                 )
-                sections.append(f"## Candidates\n{listed}")
-            elif part == "candidate" and state.candidate:
-                sections.append(f"## Candidate answer\n{self.cut(state.candidate.strip())}")
-            elif part in ("plan", "feedback", "code") and getattr(state, part):
-                title = {"plan": "Plan", "feedback": "Feedback", "code": "Program"}[part]
-                sections.append(f"## {title}\n{self.cut(getattr(state, part).strip())}")
+                sections.append(f"## Candidates (from a parallel block)\n{listed}")
+            elif part == "feedback" and state.feedback:
+                verdict = {True: "passed", False: "failed", None: "no verdict"}[state.passed]
+                title = f"Checker feedback on the candidate answer ({verdict})"
+                sections.append(f"## {title}\n{self.cut(state.feedback.strip())}")
         return "\n\n".join(sections)
 
     async def ask(self, llm: LLMBackend, user: str, history: Sequence[Message] = ()) -> Completion:
@@ -200,6 +283,7 @@ __all__ = [
     "Operator",
     "OperatorOutput",
     "OperatorSettings",
+    "Part",
     "WorkflowState",
     "backend_error",
 ]

@@ -38,6 +38,7 @@ class ScEnsembleOperator(Operator):
 
     name = "ScEnsemble"
     role = "You identify the answer that most candidate solutions agree on."
+    reads = ("candidates",)
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         candidates = _candidates(state)
@@ -54,7 +55,7 @@ class ScEnsembleOperator(Operator):
             return OperatorOutput(text=text, answer=winner)
         tied = {k for k, n in ranked if n == top}
         first = candidates[next(i for i, k in enumerate(keys) if k in tied)]
-        listed = self.material(state, "candidates")
+        listed = self.material(state)
         user = (
             f"{prompt}\n\n{listed}\n\nWhich candidate is most consistent with the others and "
             "with the problem? Answer with its letter inside <choice></choice>."
@@ -73,6 +74,7 @@ class AggregateOperator(Operator):
 
     name = "Aggregate"
     role = "You merge several candidate solutions into one better solution."
+    reads = ("candidates",)
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         candidates = _candidates(state)
@@ -80,7 +82,7 @@ class AggregateOperator(Operator):
             return OperatorOutput(error="NoCandidates: Aggregate has no candidates to merge")
         if len(candidates) == 1:
             return OperatorOutput(text=candidates[0], answer=candidates[0])
-        user = f"{prompt}\n\n{self.material(state, 'candidates')}\n\n{answer_form(state.task)}"
+        user = f"{prompt}\n\n{self.material(state)}\n\n{answer_form(state.task)}"
         reply = await self.ask(llm, user)
         if not reply.ok:
             return OperatorOutput(error=backend_error(reply))

@@ -1,20 +1,37 @@
 """Formatting: `FormatOperator` turns the candidate into the task's final-answer form.
 
 math: a bare number or expression (``18``, ``\\frac{1}{2}``); qa: a short span; code: a
-complete program that defines ``task.entry_point``. The backend is asked to reformat and its
-reply is read with `final_form`; when that yields nothing usable (or the call fails), the
-candidate itself is read with `final_form`, so Format never turns an answer into none. For a
-code task the candidate wins whenever the reply does not define the entry point (a model
-asked to "format" code sometimes returns only part of it).
+complete program that defines ``task.entry_point``.
+
+Format must never make a candidate worse than its input, so the reply is used only when it
+states a usable answer, and otherwise the candidate is kept (its own final form when it has
+one, else the candidate unchanged):
+
+* math: the reply must *state* an answer (a non-empty ``<answer>`` tag, a ``\\boxed{}``, a
+  final-answer line, or a bare one-line answer; never a number guessed out of chatter), and
+  the answer must be free of words once normalised;
+* qa: a non-empty ``<answer>`` tag, or a reply that is one short line (not a lead-in such as
+  "Here is the answer:");
+* code: the reply's program must parse, define the entry point, and define every top-level
+  name (function, class, import, constant) the candidate defined: a model asked to "format"
+  code sometimes returns only part of it, dropping a helper the entry point calls.
+
+A failed call keeps the candidate too (with the error recorded).
 """
 
 from __future__ import annotations
 
+import ast
 from typing import TYPE_CHECKING
 
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
-from flowsteer.operators.parsing import final_form
+from flowsteer.operators.parsing import final_form, parse_answer, tagged
 from flowsteer.rewards.code_answer import build_candidate_program
+from flowsteer.rewards.math_answer import (
+    extract_final_answer,
+    is_bare_answer,
+    normalize_math_answer,
+)
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend
@@ -27,7 +44,55 @@ _FORMS = {
         "Reply with only the complete Python program that defines `{entry}` (with its "
         "imports) in one ```python block."
     ),
+    # APPS standard-input programs and DS-1000 gap code: the question says what code it is.
+    "code/no_entry": "Reply with only the Python code the problem asks for in one ```python block.",
 }
+_MAX_QA_WORDS = 12
+_KEPT = "(the Format reply had no usable answer; the candidate is kept)"
+
+
+def defined_names(program: str) -> set[str] | None:
+    """The top-level names a program binds (defs, classes, imports, assignments); ``None``
+    when it does not parse."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def stated_answer(text: str, task: Task) -> str | None:
+    """The answer `text` states in the task's final form, or ``None`` (see the module
+    docstring); for code, only that the program defines the entry point is checked here."""
+    if task.kind == "code":
+        return final_form(text, task)
+    tag = tagged(text, "answer")
+    if task.kind == "math":
+        found = extract_final_answer(tag if tag else text, last_number=False)
+        if not found:
+            return None
+        norm, percent = normalize_math_answer(found)
+        if not norm or not is_bare_answer(norm):
+            return None
+        return norm + ("%" if percent else "")
+    if tag is not None:
+        return final_form(text, task) if tag else None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 1 or lines[0].rstrip().endswith(":"):
+        return None
+    if len(lines[0].split()) > _MAX_QA_WORDS:
+        return None
+    return final_form(text, task)
 
 
 class FormatOperator(Operator):
@@ -35,31 +100,47 @@ class FormatOperator(Operator):
 
     name = "Format"
     role = "You extract the final answer in exactly the required form."
+    reads = ("candidate",)
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         task = state.task
-        if not state.candidate:
+        candidate = state.candidate
+        if not candidate:
             return OperatorOutput(error="NoCandidate: Format has no candidate answer to format")
-        form = _FORMS[task.kind].format(entry=task.entry_point)
-        user = f"{prompt}\n\n{self.material(state, 'candidate')}\n\n{form}"
+        kind = task.kind if task.kind != "code" or task.entry_point else "code/no_entry"
+        form = _FORMS[kind].format(entry=task.entry_point)
+        user = f"{prompt}\n\n{self.material(state)}\n\n{form}"
         reply = await self.ask(llm, user)
+        if reply.ok:
+            answer = stated_answer(reply.text, task)
+            if answer is not None and self._keeps(answer, candidate, task):
+                return OperatorOutput(text=answer, answer=answer)
+        kept = self._kept(candidate, task)
         error = None if reply.ok else backend_error(reply)
-        answer = final_form(reply.text, task) if reply.ok else None
-        if answer is None:
-            answer = self._fallback(state.candidate, task)
-        if answer is None:
-            return OperatorOutput(
-                text=reply.text, error=error or "EmptyAnswer: no final answer could be extracted"
-            )
-        return OperatorOutput(text=answer, answer=answer, error=error)
+        text = kept if error else f"{_KEPT}\n{kept}"
+        return OperatorOutput(text=text, answer=kept, error=error)
 
     @staticmethod
-    def _fallback(candidate: str, task: Task) -> str | None:
-        answer = final_form(candidate, task)
-        if answer is None and task.kind == "code":
-            program = build_candidate_program(task, candidate)
-            answer = final_form(program, task)
-        return answer
+    def _keeps(answer: str, candidate: str, task: Task) -> bool:
+        """Whether a formatted code answer still defines all that the candidate defined."""
+        if task.kind != "code":
+            return True
+        after = defined_names(build_candidate_program(task, answer))
+        if after is None:
+            return False
+        before = defined_names(build_candidate_program(task, parse_answer(candidate, task)))
+        return before is None or before <= after
+
+    @staticmethod
+    def _kept(candidate: str, task: Task) -> str:
+        """The candidate in its own final form when it has one, else unchanged."""
+        own = stated_answer(candidate, task)
+        if own is None and task.kind == "code":
+            own = final_form(build_candidate_program(task, candidate), task)
+        if own is None and task.kind == "math":
+            found = extract_final_answer(candidate)
+            own = normalize_math_answer(found)[0] if found else None
+        return own or candidate
 
 
-__all__ = ["FormatOperator"]
+__all__ = ["FormatOperator", "defined_names", "stated_answer"]

@@ -1,7 +1,7 @@
 """The operator library: which operators and structures exist, and how the policy reads them.
 
 An `OperatorLibrary` is an ordered, immutable-by-convention registry of `OperatorSpec`s and
-`StructureSpec`s. It is plug-and-play (DESIGN.md §2): `OperatorLibrary.default()` (the twelve
+`StructureSpec`s. It is plug-and-play (docs/design.md §2): `OperatorLibrary.default()` (the twelve
 operators), `from_file("my_library.yaml")` (or a JSON file of the same shape),
 `.extend("my_pkg.ops:SQL_SPEC")` (a user's operator by import path), `.restrict([...])`:
 
@@ -46,7 +46,7 @@ class OperatorLibrary:
     Args:
         operators: The operator specs, in the order d_lib lists them (within a category).
         structures: The control structures the policy may use; by default the three of
-            DESIGN.md §2 as described in the default library file.
+            docs/design.md §2 as described in the default library file.
     """
 
     def __init__(

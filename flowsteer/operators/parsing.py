@@ -2,8 +2,8 @@
 
 Backend models do not follow output formats reliably, so every operator asks for a tag
 (``<answer>…</answer>``, ``<verdict>PASS</verdict>``) and every reader falls back, in a fixed
-order, to what models write instead (``Final answer: 18``, ``**FAIL**``, a bare ``yes``, a fenced
-program). The fallbacks reuse the answer extraction of the reward scorers
+order, to what models write instead (``Final answer: 18``, a fenced program); verdicts are read by
+`flowsteer.operators.verdict`. The fallbacks reuse the answer extraction of the reward scorers
 (`flowsteer.rewards`), so what the workflow calls its answer is what the reward would read.
 """
 
@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import re
 
+from flowsteer.operators.verdict import parse_verdict
 from flowsteer.rewards.code_answer import strip_code_fences
-from flowsteer.rewards.math_answer import extract_final_answer, normalize_math_answer
+from flowsteer.rewards.math_answer import (
+    extract_final_answer,
+    normalize_math_answer,
+    numeric_value,
+)
 from flowsteer.rewards.qa_answer import normalize_answer
 from flowsteer.tasks.task import Task
 
 _TAG_CACHE: dict[str, re.Pattern[str]] = {}
-_PASS_WORDS = r"pass(?:es|ed)?|correct|valid|yes|true|approved?|ok|accept(?:ed)?"
-_FAIL_WORDS = r"fail(?:s|ed)?|incorrect|wrong|invalid|no|false|reject(?:ed)?|error"
-_VERDICT_LINE_RE = re.compile(
-    rf"(?:verdict|result|judg(?:e)?ment|decision|status|conclusion|correct\?)\s*[:=\-]?\s*"
-    rf"[*_`\"'\[(]*\s*(?:not\s+)?({_PASS_WORDS}|{_FAIL_WORDS})\b",
-    re.I,
-)
-_BARE_VERDICT_RE = re.compile(
-    rf"^[\s*_`\"'\[(#>-]*({_PASS_WORDS}|{_FAIL_WORDS})\b[\s*_`\"'\]).!]*", re.I | re.M
-)
 _CHOICE_RE = re.compile(r"(?<![A-Za-z])\(?([A-Z])\)?(?![A-Za-z])")
 _QA_PREFIX_RE = re.compile(r"^\s*(?:\**\s*)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*\**\s*", re.I)
 
@@ -49,49 +44,6 @@ def tagged(text: str, tag: str) -> str | None:
     if not matches:
         return None
     return matches[-1].strip()
-
-
-def _verdict_word(word: str) -> bool:
-    return re.fullmatch(_PASS_WORDS, word, re.I) is not None
-
-
-def parse_verdict(text: str) -> bool | None:
-    """A checker's verdict: True (pass), False (fail) or None (no verdict found).
-
-    Order: a ``<verdict>`` tag; a ``Verdict: …`` style line (the last one); a line that starts
-    with a verdict word (the last one). Negations such as ``not correct`` count as fail.
-
-    Example:
-        >>> parse_verdict("Looks fine.\\n<verdict>PASS</verdict>")
-        True
-        >>> parse_verdict("**Verdict:** FAIL - the sum is wrong")
-        False
-        >>> parse_verdict("No. The candidate forgot the tax.")
-        False
-        >>> parse_verdict("I am not sure.") is None
-        True
-    """
-    tag = tagged(text, "verdict")
-    if tag:
-        if re.search(r"\bnot\b", tag, re.I):
-            return False
-        word = re.search(rf"\b({_PASS_WORDS}|{_FAIL_WORDS})\b", tag, re.I)
-        if word:
-            return _verdict_word(word.group(1))
-    found = None
-    for match in _VERDICT_LINE_RE.finditer(text):
-        found = match
-    if found is None:
-        for match in _BARE_VERDICT_RE.finditer(text):
-            found = match
-    if found is None:
-        if re.search(r"\b(?:is|are)\s+not\s+correct\b|\bincorrect\b", text, re.I):
-            return False
-        return None
-    before = text[max(0, found.start(1) - 6) : found.start(1)]
-    if re.search(r"\bnot\s*$", before, re.I):
-        return False
-    return _verdict_word(found.group(1))
 
 
 def parse_answer(text: str, task: Task) -> str:
@@ -131,15 +83,16 @@ def vote_key(answer: str, task: Task) -> str:
         >>> t = Task("t", "gsm8k", "math", "q", "18")
         >>> vote_key("$18.00", t) == vote_key("18", t)
         True
+        >>> vote_key("Fraction(1, 2)", t) == vote_key("\\\\frac{1}{2}", t) == vote_key("0.5", t)
+        True
     """
     if task.kind == "math":
         found = extract_final_answer(answer) or answer
         norm, _ = normalize_math_answer(found)
-        try:
-            value = float(norm.replace(",", ""))
-        except ValueError:
+        value = numeric_value(norm.replace(",", ""))
+        if value is None:
             return re.sub(r"\s+", "", norm)
-        return f"{value:.6g}"
+        return f"{float(value):.6g}"
     if task.kind == "qa":
         return normalize_answer(answer)
     code = strip_code_fences(answer, task.entry_point)

@@ -20,11 +20,12 @@ class PlanOperator(Operator):
 
     name = "Plan"
     role = "You plan how to solve a problem; you never give the final answer."
+    reads = ("plan",)
     tag = "plan"
     form = "Write the plan as short numbered steps inside <plan></plan>."
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
-        user = f"{prompt}\n\n{self.material(state, 'plan')}\n\n{self.form}"
+        user = f"{prompt}\n\n{self.material(state)}\n\n{self.form}"
         reply = await self.ask(llm, user)
         if not reply.ok:
             return OperatorOutput(error=backend_error(reply))

@@ -21,9 +21,10 @@ class ReviseOperator(Operator):
 
     name = "Revise"
     role = "You fix solutions using the feedback of a checker."
+    reads = ("plan", "candidate", "candidates", "feedback")
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
-        material = self.material(state, "plan", "candidate", "feedback")
+        material = self.material(state)
         user = f"{prompt}\n\n{material}\n\n{answer_form(state.task)}"
         reply = await self.ask(llm, user)
         if not reply.ok:

@@ -1,11 +1,15 @@
 """Solving operators: each produces a candidate answer.
 
-* `ProgrammerOperator` writes Python, runs it in the sandbox and retries with the error. For
-  math and qa tasks the program defines ``solve()``; ``solve()`` is appended so the sandbox
-  returns its value (REPL semantics of `flowsteer.sandbox`), and that value (else the last
-  printed line) is the answer. For code tasks the program must define ``task.entry_point``;
-  running it checks that it loads (syntax, imports, top-level errors), and the program itself
-  is the answer. A run that fails (exception, timeout, memory, no answer) is fed back to the
+* `ProgrammerOperator` writes Python, runs it in the sandbox and retries with the error. The
+  program is loaded the way the code reward loads a candidate: executed in a namespace named
+  ``__candidate__`` (not ``__main__``), so an ``if __name__ == "__main__":`` demo, which may
+  call ``input()``, does not run. For math and qa tasks the program defines ``solve()``, which
+  is then called and its value (else the last printed line) is the answer, normalised by
+  `flowsteer.rewards.math_answer.program_answer` (``Fraction(1, 2)`` -> ``1/2``, float noise
+  ``0.30000000000000004`` -> ``0.3``) before any vote or score; a program without ``solve()``
+  runs as a script and its last printed line is the answer. For code tasks the program must
+  define ``task.entry_point``; loading it checks syntax, imports and top-level errors, and
+  the program itself is the answer. A run that fails (exception, timeout, memory, no answer) is fed back to the
   model with the error's last line, up to ``settings.programmer_retries`` more times.
 * `CustomOperator` answers with the policy's free-form instruction.
 * `AnswerGenerateOperator` reasons step by step and ends with ``<answer>``.
@@ -20,6 +24,7 @@ from flowsteer.llm.backend import Message
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import parse_answer
 from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
+from flowsteer.rewards.math_answer import normalize_program_output, program_answer
 from flowsteer.sandbox import SandboxResult, run_python_async
 
 if TYPE_CHECKING:
@@ -31,6 +36,8 @@ _EXCEPTION_LINE_RE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Exit
 
 def answer_form(task: Task) -> str:
     """The output-form instruction every solver appends, by task kind."""
+    if task.kind == "code" and task.entry_point is None:  # APPS stdin, DS-1000: see question
+        return "Reply with the Python code the problem asks for in one ```python block."
     if task.kind == "code":
         return (
             f"Reply with the complete Python program that defines `{task.entry_point}` (with "
@@ -39,6 +46,26 @@ def answer_form(task: Task) -> str:
     if task.kind == "math":
         return "End with the final answer alone inside <answer></answer>."
     return "End with the shortest exact answer span inside <answer></answer>."
+
+
+def _load(program: str) -> str:
+    """Code that runs `program` in a fresh namespace named ``__candidate__``, the way the code
+    reward loads a candidate: its ``if __name__ == "__main__":`` block (a demo that may read
+    ``input()``) does not run."""
+    return (
+        '__flowsteer_ns = {"__name__": "__candidate__"}\n'
+        f'exec(compile({program!r}, "<program>", "exec"), __flowsteer_ns)\n'
+    )
+
+
+def upstream_note(state: WorkflowState) -> str:
+    """What a solver should do with earlier answers shown in its prompt (empty: none shown)."""
+    if not state.candidate and not state.candidates:
+        return ""
+    return (
+        "\n\nEarlier answers (and any checker feedback on them) are shown above: solve the "
+        "problem yourself, keeping what is right and correcting what the feedback shows wrong."
+    )
 
 
 def sandbox_error(result: SandboxResult, timeout_s: float) -> str:
@@ -63,6 +90,7 @@ class ProgrammerOperator(Operator):
 
     name = "Programmer"
     role = "You write correct, self-contained Python programs."
+    reads = ("plan", "candidate", "candidates", "feedback")
 
     def _form(self, task: Task) -> str:
         if task.kind == "code":
@@ -75,8 +103,7 @@ class ProgrammerOperator(Operator):
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
         task = state.task
-        user = f"{prompt}\n\n{self.material(state, 'plan', 'candidate', 'feedback')}"
-        user += f"\n\n{self._form(task)}"
+        user = f"{prompt}\n\n{self.material(state)}{upstream_note(state)}\n\n{self._form(task)}"
         history: list[Message] = []
         error = "EmptyAnswer: no program was written"
         code = ""
@@ -103,27 +130,27 @@ class ProgrammerOperator(Operator):
         """Run `code`; return ``(answer, None)`` or ``(None, error)``."""
         if not code.strip():
             return None, "EmptyAnswer: the reply contained no program"
-        if task.kind == "code":
-            program = build_candidate_program(task, code)
-        elif re.search(r"^def\s+solve\s*\(", code, re.M):
-            program = f"{code}\n\nsolve()\n"
-        else:
-            program = code
+        solve = task.kind != "code" and re.search(r"^def\s+solve\s*\(", code, re.M)
+        program = build_candidate_program(task, code) if task.kind == "code" else code
         try:
             compile(program, "<program>", "exec")
         except SyntaxError as exc:
             return None, f"SyntaxError: {exc.msg} (line {exc.lineno})"
+        if task.kind == "code":  # loaded as the reward loads it; True if it defines the entry
+            runner = f"{_load(program)}callable(__flowsteer_ns.get({task.entry_point!r}))\n"
+        elif solve:
+            runner = f"{_load(program)}__flowsteer_ns['solve']()\n"
+        else:
+            runner = program  # a script that prints its answer runs as a script
         result = await run_python_async(
-            program,
+            runner,
             timeout=self.settings.sandbox_timeout_s,
             memory_mb=self.settings.sandbox_memory_mb,
         )
         if result.status != "ok":
             return None, sandbox_error(result, self.settings.sandbox_timeout_s)
         if task.kind == "code":
-            if task.entry_point and not re.search(
-                rf"^\s*def\s+{re.escape(task.entry_point)}\s*\(", program, re.M
-            ):
+            if task.entry_point and result.value is not True:
                 return None, f"NameError: the program does not define {task.entry_point}()"
             return program, None  # self-contained: a HumanEval prompt's imports come along
         value = result.value
@@ -131,10 +158,8 @@ class ProgrammerOperator(Operator):
             printed = [line for line in result.stdout.splitlines() if line.strip()]
             if not printed:
                 return None, "EmptyAnswer: solve() returned None and nothing was printed"
-            return printed[-1].strip(), None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(value), None
+            return normalize_program_output(printed[-1].strip()), None
+        return program_answer(value), None
 
 
 class CustomOperator(Operator):
@@ -142,9 +167,11 @@ class CustomOperator(Operator):
 
     name = "Custom"
     role = "You solve problems carefully."
+    reads = ("plan", "candidate", "candidates", "feedback")
 
     async def run(self, state: WorkflowState, prompt: str, llm: LLMBackend) -> OperatorOutput:
-        user = f"{prompt}\n\n{self.material(state, 'plan')}\n\n{answer_form(state.task)}"
+        material = f"{self.material(state)}{upstream_note(state)}"
+        user = f"{prompt}\n\n{material}\n\n{answer_form(state.task)}"
         reply = await self.ask(llm, user)
         if not reply.ok:
             return OperatorOutput(error=backend_error(reply))
@@ -167,4 +194,5 @@ __all__ = [
     "ProgrammerOperator",
     "answer_form",
     "sandbox_error",
+    "upstream_note",
 ]

@@ -59,6 +59,8 @@ def __flowsteer_public(candidate, tests):
 class _ModelChecker(Operator):
     """A checker that asks the backend for a verdict."""
 
+    reads = ("candidate",)
+
     form = (
         "Explain briefly, then give your verdict as <verdict>PASS</verdict> if the candidate "
         "is correct or <verdict>FAIL</verdict> if it is not, followed by concrete feedback."
@@ -72,7 +74,7 @@ class _ModelChecker(Operator):
     async def model_check(
         self, state: WorkflowState, prompt: str, llm: LLMBackend, note: str = ""
     ) -> OperatorOutput:
-        user = f"{prompt}\n\n{self.material(state, 'candidate')}\n\n{self.form}"
+        user = f"{prompt}\n\n{self.material(state)}\n\n{self.form}"
         reply = await self.ask(llm, user)
         if not reply.ok:
             return OperatorOutput(error=backend_error(reply))

@@ -1,34 +1,33 @@
-"""Code answer scorer: run the task's hidden tests against the candidate in the sandbox.
+"""Code answer scorer: run the task's hidden tests against the candidate, out of its reach.
 
-The program that runs is built from four parts, each executed with ``exec`` in one shared
-namespace by a small harness, so a failing part is attributed and a test cannot be skipped:
+The candidate and the tests run in two separate sandboxes (`flowsteer.hidden_tests`): the
+candidate's process only answers calls ("``add(1, 2)``?"), and a trusted judge process runs the
+tests on the decoded answers and decides each verdict. Nothing the candidate does in its own
+process (frames, `gc`, builtins, ``__eq__`` overrides, forged output, exiting early) reaches a
+verdict; the guarantees and their limits are listed in `flowsteer.hidden_tests` and tested
+there with one hostile candidate per attack. The parts:
 
-1. ``task.setup_code`` (MBPP ``test_setup_code``; usually empty);
-2. the candidate. Markdown fences are stripped first (the last fenced block that defines the
-   entry point, else the last fenced block). For a prompt-style task (HumanEval: the question is
-   code that defines ``entry_point``) the task's prompt is always run first: a candidate that
-   defines ``def <entry_point>(`` is a full program and simply redefines the stub (the prompt
-   still supplies imports and helper functions the candidate may rely on); otherwise the
-   candidate is a completion, appended to the prompt (indented by four spaces when its first
-   line is not indented, because models often drop the body's indentation);
-3. each hidden test snippet in ``task.tests``, in order (HumanEval: ``check`` + its call; MBPP:
-   one assert each). ``task.public_tests`` are never used here: they are what a Test operator
-   may see during the episode.
+1. ``task.setup_code`` (MBPP ``test_setup_code``; usually empty) runs in both processes;
+2. the candidate, in its process. Markdown fences are stripped first (the last fenced block
+   that defines the entry point, else the last fenced block). For a prompt-style task
+   (HumanEval: the question is code that defines ``entry_point``) the task's prompt is always
+   run first: a candidate that defines ``def <entry_point>(`` is a full program and simply
+   redefines the stub (the prompt still supplies imports and helper functions the candidate
+   may rely on); otherwise the candidate is a completion, appended to the prompt (indented by
+   four spaces when its first line is not indented, because models often drop the body's
+   indentation). The judge runs the prompt too, so the tests' helpers (HumanEval's ``poly``,
+   ``encode_cyclic``) are the task's own, not the candidate's;
+3. each hidden test snippet in ``task.tests``, in order, in the judge (HumanEval: ``check`` +
+   its call; MBPP: one assert each). ``task.public_tests`` are never used here: they are what
+   a Test operator may see during the episode. The entry point and any other name the tests
+   use but neither they nor the trusted setup define are the candidate's.
 
 The candidate runs with ``__name__ == "__candidate__"`` so its ``if __name__ == "__main__":``
 demo block does not run (the same effect as the official HumanEval harness's bare globals).
-The harness's final expression is ``[passed, total]``, which the sandbox returns on its private
-channel; a program that exits early (``sys.exit(0)``, ``os._exit(0)``) is status "error" there,
-so it cannot fake a pass by printing or by exiting cleanly. The harness holds its own
-references to ``exec``/``compile`` and restores the ``builtins`` module after the candidate
-has run, so rebinding a builtin at import time cannot switch the tests off.
 
 Scoring is pass/fail by default (1.0 only if every hidden test passes), as in the paper and in
 pass@1: a fractional score for MBPP's three asserts would reward programs that are wrong. It is
 configurable (``partial_credit=True`` gives passed / total) for ablations.
-
-Not defended: a candidate that returns objects whose ``__eq__`` always answers True can pass an
-``assert f(x) == y`` test; that needs a deliberately adversarial program.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from __future__ import annotations
 import re
 import textwrap
 
-from flowsteer.sandbox import SandboxResult, run_python, run_python_async
+from flowsteer.hidden_tests import HiddenTestReport, run_hidden_tests, run_hidden_tests_async
+from flowsteer.sandbox import SandboxResult
 from flowsteer.tasks.task import Task
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -141,9 +141,10 @@ def build_candidate_program(task: Task, prediction: str) -> str:
 
 
 def build_test_program(task: Task, prediction: str) -> str:
-    """The whole program the sandbox runs: harness, setup, candidate, hidden tests.
+    """Setup, candidate and hidden tests as ONE program (final expression ``[passed, total]``).
 
-    Its final expression is ``[passed, total]``.
+    Not what `CodeAnswerScorer` runs: in one process the candidate can forge the result. It
+    remains for comparisons (``bench/rewards.py`` times it as a bare subprocess) and debugging.
     """
     candidate = build_candidate_program(task, prediction)
     call = f"__flowsteer_run({task.setup_code!r}, {candidate!r}, {list(task.tests)!r})"
@@ -155,7 +156,7 @@ class CodeAnswerScorer:
 
     Args:
         timeout: Wall-clock seconds for the whole run (setup, candidate and all tests).
-        memory_mb: Address-space limit of the sandboxed process, in MiB.
+        memory_mb: Memory limit of each of the two sandboxed processes, in MiB.
         partial_credit: False (default): 1.0 only if every hidden test passes. True: the
             fraction of hidden tests that pass (for ablations; it rewards wrong programs).
 
@@ -181,7 +182,8 @@ class CodeAnswerScorer:
         self.memory_mb = memory_mb
         self.partial_credit = partial_credit
 
-    def _check(self, task: Task, prediction: str | None) -> str | None:
+    def _check(self, task: Task, prediction: str | None) -> tuple[str, str] | None:
+        """(candidate code, trusted setup) for the two processes, or None for no answer."""
         if task.kind != "code":
             raise ValueError(f"CodeAnswerScorer got a {task.kind!r} task ({task.id})")
         if not task.tests:
@@ -190,10 +192,32 @@ class CodeAnswerScorer:
             return None
         if not isinstance(prediction, str):
             raise TypeError(f"prediction must be a str or None, got {type(prediction).__name__}")
-        return build_test_program(task, prediction) if prediction.strip() else None
+        if not prediction.strip():
+            return None
+        candidate = build_candidate_program(task, prediction)
+        trusted = task.setup_code
+        if _is_prompt_task(task):
+            trusted += "\n" + task.question
+        return task.setup_code + "\n" + candidate, trusted
+
+    def _run_args(self, task: Task) -> dict:
+        names = (task.entry_point,) if task.entry_point else ()
+        return {"candidate_names": names, "timeout": self.timeout, "memory_mb": self.memory_mb}
+
+    def score_report(self, report: HiddenTestReport) -> float:
+        """The score a `run_hidden_tests` report earns."""
+        if not report.passed:
+            return 0.0
+        if self.partial_credit:
+            return report.fraction
+        return 1.0 if all(report.passed) else 0.0
 
     def score_result(self, result: SandboxResult) -> float:
-        """The score a sandbox run of `build_test_program` earns."""
+        """The score a single-process run of `build_test_program` earns.
+
+        Kept for older callers; such a run can be forged from inside the candidate, so the
+        scorer itself never uses it (see `score_report`).
+        """
         value = result.value
         if result.status != "ok" or not isinstance(value, list) or len(value) != 2:
             return 0.0
@@ -206,17 +230,20 @@ class CodeAnswerScorer:
 
     def __call__(self, task: Task, prediction: str | None) -> float:
         """Run the hidden tests; see the class docstring for the score."""
-        program = self._check(task, prediction)
-        if program is None:
+        parts = self._check(task, prediction)
+        if parts is None:
             return 0.0
-        return self.score_result(
-            run_python(program, timeout=self.timeout, memory_mb=self.memory_mb)
-        )
+        candidate, trusted = parts
+        report = run_hidden_tests(candidate, task.tests, setup=trusted, **self._run_args(task))
+        return self.score_report(report)
 
     async def score_async(self, task: Task, prediction: str | None) -> float:
         """`__call__` for asyncio callers: many candidates can be in flight at once."""
-        program = self._check(task, prediction)
-        if program is None:
+        parts = self._check(task, prediction)
+        if parts is None:
             return 0.0
-        result = await run_python_async(program, timeout=self.timeout, memory_mb=self.memory_mb)
-        return self.score_result(result)
+        candidate, trusted = parts
+        report = await run_hidden_tests_async(
+            candidate, task.tests, setup=trusted, **self._run_args(task)
+        )
+        return self.score_report(report)

@@ -6,13 +6,19 @@ Two steps, each deliberately simple so a reward bug is easy to find:
    last MATH-style ``\\boxed{...}`` (nested braces are matched), else the whole string. The
    prediction's final answer is, in order of preference, its last ``\\boxed{...}``, its last
    final-answer line (``#### n``, ``The answer is ...``, ``Final answer: ...``,
-   ``Answer: ...``), else its last number.
+   ``Answer: ...``), else its last number (never the digits of an exponent: ``25 m^2`` is
+   25). Reprs a program's value comes back as are read first (`normalize_program_output`:
+   ``Fraction(1, 2)`` -> ``1/2``, ``np.float64(2.5)`` -> ``2.5``).
 2. **Comparison.** Both answers are normalised (``$``/``\\$`` currency, ``\\(..\\)``, bold,
-   trailing full stop, thousands separators ``1,000``, an assignment ``x = 5`` -> ``5``, a trailing
-   unit word ``18 dollars`` -> ``18``). Two plain numbers are compared exactly as fractions
-   (``0.5`` = ``1/2``, ``18.00`` = ``18``); a decimal prediction with at least
-   ``min_rounded_decimals`` places also matches a gold that it equals after rounding to that
-   many places (``0.33`` for ``1/3``), because "round to two decimals" is a common instruction.
+   trailing full stop, thousands separators ``1,000``, an assignment ``x = 5`` -> ``5``, a
+   trailing unit: ``18 dollars``, ``25 m^2``, ``25 \\mbox{ cm}^2`` -> the number; a one-letter
+   unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays). Two
+   numbers (plain, ``a/b`` or ``\\frac{a}{b}``) are compared exactly as fractions (``0.5`` =
+   ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more significant digits is a
+   binary float printed whole and is read rounded to 12 (``0.30000000000000004`` = ``0.3``,
+   while ``3.31`` != ``3.3``). A decimal prediction with at least ``min_rounded_decimals``
+   places also matches a gold that it equals after rounding to that many places (``0.33`` for
+   ``1/3`` or ``\\frac{1}{3}``), because "round to two decimals" is a common instruction.
    Everything else goes to math-verify (``\\frac{1}{2}``, ``\\sqrt{2}`` vs ``2^{1/2}``, sets,
    intervals, expressions).
 
@@ -34,21 +40,43 @@ the check runs before any evaluation.
 from __future__ import annotations
 
 import logging
+import math
 import re
+from decimal import Decimal
 from fractions import Fraction
 
 from flowsteer.tasks.sources import last_boxed
 from flowsteer.tasks.task import Task
 
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
-_LAST_NUMBER_RE = re.compile(rf"(?:{_NUMBER})(?:\s*/\s*\d+)?%?")
-_LATEX_WORD_RE = re.compile(r"\\text\{[^{}]*\}|\\[A-Za-z]+")
+# not the digits of an exponent or subscript ("25 m^2" ends in 25, not 2)
+_LAST_NUMBER_RE = re.compile(rf"(?<![\d.^_])(?<![\^_][{{-])(?:{_NUMBER})(?:\s*/\s*\d+)?%?")
+_TEXT_UNIT = r"\\(?:text|mbox|textrm|mathrm|rm|textnormal|mathit)\s*\{[^{}]*\}"
+_LATEX_WORD_RE = re.compile(rf"{_TEXT_UNIT}|\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
 _PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
-_FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(\d+)")
+_FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(-?\d+)")
+_LATEX_FRACTION_RE = re.compile(
+    r"(-?)\\frac\s*(?:\{\s*(-?\d+)\s*\}|(\d))\s*(?:\{\s*(-?\d+)\s*\}|(\d))"
+)
+_FLOAT_DIGITS = 15  # a decimal with this many significant digits is a binary float printed whole
+_FLOAT_KEEP = 12  # ... and is read rounded to this many
+_PROGRAM_FORMS = (  # reprs a program's value comes back as (the sandbox returns repr strings)
+    (re.compile(r"\bFraction\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"), r"\1/\2"),
+    (re.compile(r"\bFraction\(\s*['\"]\s*(-?\d+)\s*/\s*(\d+)\s*['\"]\s*\)"), r"\1/\2"),
+    (re.compile(r"\b(?:Fraction|Integer|Float)\(\s*['\"]?(-?[\d.]+)['\"]?\s*\)"), r"\1"),
+    (re.compile(r"\bRational\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)"), r"\1/\2"),
+    (re.compile(r"\b(?:np|numpy)\.(?:float|int|uint)\d*\(\s*(-?[\d.eE+-]+)\s*\)"), r"\1"),
+    (re.compile(r"\bDecimal\(\s*['\"](-?[\d.eE+-]+)['\"]\s*\)"), r"\1"),
+)
+_NOISY_FLOAT_RE = re.compile(r"(?<![\d.])-?\d+\.\d+(?:[eE][+-]?\d+)?(?![\d.])")
 _THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _ASSIGNMENT_RE = re.compile(r"^\s*[A-Za-z][A-Za-z0-9_]*(?:_\{?\w+\}?)?\s*=\s*([^=]+)$")
-_UNIT_TAIL_RE = re.compile(rf"^({_NUMBER}(?:\s*/\s*\d+)?)\s*(?:[A-Za-z]{{2,}}[A-Za-z.\- ]*)$")
+_UNIT_TAIL_RE = re.compile(
+    rf"^({_NUMBER}(?:\s*/\s*\d+)?)(?:\s|\\[,;:! ]|~)*"
+    rf"(?:{_TEXT_UNIT}|[A-Za-z]{{2,}}[A-Za-z.\- ]*?|(?<=\s)[mgslLhKNJWVA]\b)"
+    r"(?:\s*\^\s*(?:\{\s*\d\s*\}|\d))?\s*\.?$"
+)
 _INLINE_MATH_RE = re.compile(r"\$([^$]+)\$")
 _PERCENT_RE = re.compile(r"\s*(?:\\%|%|\s+percent)\s*$", re.IGNORECASE)
 _FINAL_LINE_RES = (
@@ -56,6 +84,60 @@ _FINAL_LINE_RES = (
     re.compile(r"(?:final answer|the answer)\s*(?:is|:)[ \t]*:?[ \t]*(.+?)[ \t]*$", re.I | re.M),
     re.compile(r"^[ \t]*[*_]*answer[*_]*[ \t]*[:：][*_]*[ \t]*(.+?)[ \t]*$", re.I | re.M),
 )
+
+
+def _round_float_text(match: re.Match[str]) -> str:
+    return round_float_noise(match.group(0))
+
+
+def round_float_noise(number: str) -> str:
+    """A decimal with 15+ significant digits (a binary float printed whole, such as
+    ``0.30000000000000004``) rounded to 12 significant digits; any other text unchanged.
+
+    Example:
+        >>> round_float_noise("3.3000000000000003"), round_float_noise("3.31")
+        ('3.3', '3.31')
+    """
+    digits = re.sub(r"[eE].*$", "", number).lstrip("-").replace(".", "").lstrip("0")
+    if len(digits) < _FLOAT_DIGITS:
+        return number
+    try:
+        value = float(number)
+    except ValueError:
+        return number
+    if not math.isfinite(value):
+        return number
+    text = format(Decimal(f"{value:.{_FLOAT_KEEP}g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def normalize_program_output(text: str) -> str:
+    """A program's value or printed line in plain math form: ``Fraction(1, 2)`` -> ``1/2``,
+    ``np.float64(2.5)`` -> ``2.5``, float noise rounded (`round_float_noise`).
+
+    Example:
+        >>> normalize_program_output("Fraction(1, 2)")
+        '1/2'
+        >>> normalize_program_output("0.30000000000000004")
+        '0.3'
+    """
+    for pattern, replacement in _PROGRAM_FORMS:
+        text = pattern.sub(replacement, text)
+    return _NOISY_FLOAT_RE.sub(_round_float_text, text)
+
+
+def program_answer(value: object) -> str:
+    """The answer text of a Programmer's returned value (see `normalize_program_output`).
+
+    Example:
+        >>> program_answer(0.1 + 0.2), program_answer(18.0), program_answer(True)
+        ('0.3', '18', 'True')
+    """
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return round_float_noise(repr(value))
+    return normalize_program_output(str(value))
 
 
 def gold_answer(answer: str) -> str:
@@ -79,7 +161,7 @@ def gold_answer(answer: str) -> str:
     return boxed if boxed is not None else answer.strip()
 
 
-def _is_bare_answer(text: str, max_chars: int) -> bool:
+def is_bare_answer(text: str, max_chars: int = 256) -> bool:
     """A short single line with no English words: the prediction *is* the answer (``x = 5``,
     ``\\frac{1}{2}``), as a Format operator writes it."""
     if "\n" in text or len(text) > max_chars:
@@ -99,13 +181,17 @@ def _answer_in_sentence(text: str) -> str:
     return number.group(0) if number else text
 
 
-def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
+def extract_final_answer(
+    text: str, max_answer_chars: int = 256, last_number: bool = True
+) -> str | None:
     """The prediction's final answer: last boxed, else last final-answer line, else the whole
     text when it is a bare answer (one short line without words), else the last number.
 
     Args:
         text: The model's output.
         max_answer_chars: Longest text taken whole as a bare answer.
+        last_number: Fall back to the last number in the text (a guess: ``False`` for a
+            reader that wants only an answer the text states).
 
     Returns:
         The raw answer text, or None when the text holds no answer at all.
@@ -118,6 +204,7 @@ def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
         >>> extract_final_answer(r"$x = \\frac{1}{2}$")
         '$x = \\\\frac{1}{2}$'
     """
+    text = normalize_program_output(text)
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
@@ -128,8 +215,10 @@ def extract_final_answer(text: str, max_answer_chars: int = 256) -> str | None:
                 best = (match.start(), match.group(1))
     if best is not None and best[1].strip():
         return _answer_in_sentence(best[1].strip())
-    if text.strip() and _is_bare_answer(text.strip(), max_answer_chars):
+    if text.strip() and is_bare_answer(text.strip(), max_answer_chars):
         return text.strip()
+    if not last_number:
+        return None
     numbers = _LAST_NUMBER_RE.findall(text)
     return numbers[-1] if numbers else None
 
@@ -179,12 +268,30 @@ def normalize_math_answer(answer: str) -> tuple[str, bool]:
     return s, is_percent
 
 
-def _as_fraction(s: str) -> Fraction | None:
+def numeric_value(s: str) -> Fraction | None:
+    """The exact value of a plain number, ``a/b`` or ``\\frac{a}{b}`` (a float printed whole is
+    read rounded, see `round_float_noise`); ``None`` for anything else.
+
+    Example:
+        >>> numeric_value(r"-\\frac{1}{3}"), numeric_value("0.30000000000000004")
+        (Fraction(-1, 3), Fraction(3, 10))
+    """
+    s = s.strip()
     if _PLAIN_NUMBER_RE.fullmatch(s):
-        return Fraction(s)
+        return Fraction(round_float_noise(s))
     match = _FRACTION_RE.fullmatch(s)
     if match and int(match.group(2)) != 0:
         return Fraction(int(match.group(1)), int(match.group(2)))
+    latex = _LATEX_FRACTION_RE.fullmatch(s)
+    if latex:
+        sign, num, den = (
+            latex.group(1),
+            latex.group(2) or latex.group(3),
+            latex.group(4) or latex.group(5),
+        )
+        if int(den) != 0:
+            value = Fraction(int(num), int(den))
+            return -value if sign else value
     return None
 
 
@@ -265,11 +372,11 @@ class MathAnswerScorer:
         pred_text, pred_pct = normalize_math_answer(predicted)
         if not gold_text or not pred_text:
             return False
-        gold_num, pred_num = _as_fraction(gold_text), _as_fraction(pred_text)
+        gold_num, pred_num = numeric_value(gold_text), numeric_value(pred_text)
         if gold_num is not None and pred_num is not None:
             golds = [gold_num, gold_num / 100] if gold_pct else [gold_num]
             preds = [pred_num, pred_num / 100] if pred_pct else [pred_num]
-            places = _decimals(pred_text)
+            places = _decimals(round_float_noise(pred_text))
             for g in golds:
                 for p in preds:
                     if g == p:

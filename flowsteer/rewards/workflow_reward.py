@@ -8,16 +8,26 @@ The gate compares R_div with the largest value it can take (1.0 with the default
 within ``gate_tolerance``, since R_div is a float sum (0.2 + 0.2 + 0.2 + 0.4 is not exactly 1).
 An episode that hit the turn limit without ``finish`` is scored the same way on its final graph
 and flagged (``truncated``), so the trainer can log or filter it.
+
+The simplest correct call is ``await reward.score_canvas(canvas)`` once the episode is over:
+it takes the task, the final graph, the final graph's own answer (`Canvas.final_result`), the
+truncation flag and the canvas's operator library from the canvas itself, so none of them can
+come from somewhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from flowsteer.rewards.answer import AnswerScorer, score_answer
 from flowsteer.rewards.structure import ScorableGraph, StructureReward
 from flowsteer.tasks.task import Task
+
+if TYPE_CHECKING:
+    from flowsteer.canvas.canvas import Canvas
+    from flowsteer.operators.library import OperatorLibrary
 
 RewardMode = Literal["gated", "ungated", "answer_only"]
 
@@ -100,6 +110,7 @@ class WorkflowReward:
         prediction: str | None,
         *,
         truncated: bool = False,
+        library: OperatorLibrary | None = None,
     ) -> RewardOutput:
         """Score one episode.
 
@@ -110,13 +121,15 @@ class WorkflowReward:
             prediction: The final workflow's answer (for code, the program); None if it
                 produced none.
             truncated: The episode ended at the turn limit without ``finish``.
+            library: The canvas's operator library (which operators are checkers and
+                formatters); ``None``: the structure reward's own (see `StructureReward`).
 
         Returns:
             The total and every named component.
         """
         if not isinstance(task, Task):
             raise TypeError(f"task must be a flowsteer.tasks.Task, got {type(task).__name__}")
-        parts = self.structure.components(graph)
+        parts = self.structure.components(graph, library)
         r_div = parts["div"]
         gate = self.mode != "gated" or abs(r_div - self.structure.max_value) <= self.gate_tolerance
         need_answer = self.mode == "answer_only" or gate or self.score_answer_when_gated
@@ -131,3 +144,18 @@ class WorkflowReward:
         parts["gate"] = 1.0 if gate else 0.0
         parts["truncated"] = 1.0 if truncated else 0.0
         return RewardOutput(total=total, components=parts, truncated=truncated)
+
+    async def score_canvas(self, canvas: Canvas) -> RewardOutput:
+        """Score a finished episode from its canvas: its task, final graph, the final graph's
+        own answer (`Canvas.final_result`), truncation flag and operator library. The answer
+        scorer runs in a thread (code answers run the sandbox)."""
+        result = await canvas.final_result()
+        prediction = result.answer if result is not None else None
+        return await asyncio.to_thread(
+            self,
+            canvas.task,
+            canvas.graph,
+            prediction,
+            truncated=canvas.truncated,
+            library=canvas.library,
+        )

@@ -1,6 +1,24 @@
 """Token-exact multi-turn rollouts: engines, episodes, trajectories and their collation."""
 
+from flowsteer.rollout.batch import RolloutBatch, collate
+from flowsteer.rollout.chat import ChatFormat
 from flowsteer.rollout.engine import Engine, Generation, GenerationRequest, SamplingParams
+from flowsteer.rollout.episode import RolloutEpisode
+from flowsteer.rollout.hf_engine import HFEngine
+from flowsteer.rollout.runner import RolloutRunner, request_seed
 from flowsteer.rollout.trajectory import Trajectory
 
-__all__ = ["Engine", "Generation", "GenerationRequest", "SamplingParams", "Trajectory"]
+__all__ = [
+    "ChatFormat",
+    "Engine",
+    "Generation",
+    "GenerationRequest",
+    "HFEngine",
+    "RolloutBatch",
+    "RolloutEpisode",
+    "RolloutRunner",
+    "SamplingParams",
+    "Trajectory",
+    "collate",
+    "request_seed",
+]

@@ -3,7 +3,7 @@
 from flowsteer.tasks.loading import LoadResult, TaskFormatError, load_tasks, read_tasks
 from flowsteer.tasks.mixture import TaskMixture
 from flowsteer.tasks.sources import SOURCES, RecordError, register_source
-from flowsteer.tasks.task import TASK_KINDS, Task, TaskKind
+from flowsteer.tasks.task import TASK_KINDS, Task, TaskFieldError, TaskKind
 
 __all__ = [
     "SOURCES",
@@ -11,6 +11,7 @@ __all__ = [
     "LoadResult",
     "RecordError",
     "Task",
+    "TaskFieldError",
     "TaskFormatError",
     "TaskKind",
     "TaskMixture",

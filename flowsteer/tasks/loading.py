@@ -3,21 +3,29 @@
 Reading goes through the ``datasets`` library (json, jsonl, jsonl.gz, parquet, or a hub dataset
 already in the local cache), so a user's own files in any of those formats load the same way. Bad
 records are reported with file, record index and field; ``on_error="skip"`` drops them and
-reports how many were dropped instead.
+reports how many were dropped instead. A field a parser does not find (``KeyError``) or that
+`Task` rejects (`TaskFieldError`) is a bad record like any other.
+
+Local files are read quietly (no progress bar) through a temporary ``datasets`` cache that is
+deleted afterwards, so loading a file never writes to the user's datasets cache. A JSON Lines
+file with a malformed line fails as a whole in ``datasets``; with ``on_error="skip"`` it is
+then read line by line and only the bad lines are dropped. A file with no records is an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from flowsteer.tasks.sources import SOURCES, RecordError
-from flowsteer.tasks.task import Task
+from flowsteer.tasks.task import Task, TaskFieldError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,13 @@ class TaskFormatError(ValueError):
             parts.append(f"field {field!r}")
         super().__init__(": ".join([*parts, problem]))
         self.where, self.index, self.field, self.problem = where, index, field, problem
+
+
+@dataclass(frozen=True)
+class _BadLine:
+    """A JSON Lines line that does not parse (only yielded when bad records are skipped)."""
+
+    problem: str
 
 
 @dataclass
@@ -61,18 +76,26 @@ def read_tasks(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     parser = SOURCES[source].parse
-    where, records = _open(path_or_name, split)
+    where, records = _open(path_or_name, split, on_error)
     prefix = f"{source}/{split}" if split else source
     result = LoadResult([])
     for index, record in enumerate(records):
         if limit is not None and len(result.tasks) >= limit:
             break
         try:
+            if isinstance(record, _BadLine):
+                raise RecordError("<record>", record.problem)
             if not isinstance(record, Mapping):
                 raise RecordError("<record>", f"expected an object, got {type(record).__name__}")
             result.tasks.append(parser(record, f"{prefix}/{index}"))
-        except RecordError as err:
-            error = TaskFormatError(where, index, err.field, err.problem)
+        except (RecordError, TaskFieldError, KeyError) as err:
+            if isinstance(err, KeyError):
+                error = TaskFormatError(
+                    where, index, str(err.args[0] if err.args else ""), "missing"
+                )
+            else:
+                field = None if err.field == "<record>" else err.field
+                error = TaskFormatError(where, index, field, err.problem)
             if on_error == "raise":
                 raise error from None
             result.skipped.append(error)
@@ -105,7 +128,7 @@ def load_tasks(
             file, record index and field; ``"skip"`` drops bad records and logs how many.
 
     Example:
-        >>> tasks = load_tasks("gsm8k", "../shared/data/gsm8k/test.jsonl")  # doctest: +SKIP
+        >>> tasks = load_tasks("gsm8k", "path/to/gsm8k/test.jsonl")  # doctest: +SKIP
         >>> tasks[0].answer  # doctest: +SKIP
         '18'
     """
@@ -115,12 +138,14 @@ def load_tasks(
 # --------------------------------------------------------------------------- reading
 
 
-def _open(path_or_name: str | Path, split: str | None) -> tuple[str, Iterator[Any]]:
+def _open(
+    path_or_name: str | Path, split: str | None, on_error: str = "raise"
+) -> tuple[str, Iterator[Any]]:
     path = Path(path_or_name).expanduser()
     if path.is_dir():
         path = _split_file(path, split)
     if path.is_file():
-        return str(path), _read_file(path)
+        return str(path), _read_file(path, skip_bad_lines=on_error == "skip")
     text = str(path_or_name)
     if text.endswith(_JSON_SUFFIXES + _PARQUET_SUFFIXES) or text.startswith((".", "/", "~")):
         raise FileNotFoundError(f"no such dataset file: {path_or_name}")
@@ -141,7 +166,7 @@ def _split_file(directory: Path, split: str | None) -> Path:
     return files[0]
 
 
-def _read_file(path: Path) -> Iterator[Any]:
+def _read_file(path: Path, skip_bad_lines: bool = False) -> Iterator[Any]:
     import datasets
 
     if path.name.endswith(_PARQUET_SUFFIXES):
@@ -155,13 +180,78 @@ def _read_file(path: Path) -> Iterator[Any]:
             None,
             f"unsupported file type; use one of {_JSON_SUFFIXES + _PARQUET_SUFFIXES}",
         )
+    if builder == "json" and _is_blank(path):
+        raise TaskFormatError(str(path), None, None, "the file is empty: it holds no records")
     try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+        with _private_quiet_cache() as cache_dir:
+            ds = datasets.load_dataset(
+                builder, data_files=str(path), split="train", cache_dir=cache_dir,
+                keep_in_memory=True,
+            )  # fmt: skip
     except Exception as err:  # pyarrow/datasets errors carry no record index: find it ourselves
+        if builder == "json" and skip_bad_lines and _is_json_lines(path):
+            return _read_json_lines(path)
         if builder == "json":
             _diagnose_json(path)
         raise TaskFormatError(str(path), None, None, f"cannot read as {builder}: {err}") from err
+    if len(ds) == 0:
+        raise TaskFormatError(str(path), None, None, "the file holds no records")
     return iter(ds)
+
+
+@contextlib.contextmanager
+def _private_quiet_cache() -> Iterator[str]:
+    """A temporary datasets cache (deleted on exit) with progress bars and info logs off."""
+    from datasets.utils import logging as ds_logging
+
+    bars = ds_logging.is_progress_bar_enabled()
+    verbosity = ds_logging.get_verbosity()
+    ds_logging.disable_progress_bar()
+    ds_logging.set_verbosity(ds_logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="flowsteer-datasets-") as cache_dir:
+            yield cache_dir
+    finally:
+        ds_logging.set_verbosity(verbosity)
+        if bars:
+            ds_logging.enable_progress_bar()
+
+
+def _open_text(path: Path):
+    return (
+        gzip.open(path, "rt", encoding="utf-8")
+        if path.suffix == ".gz"
+        else open(path, encoding="utf-8")
+    )
+
+
+def _is_blank(path: Path) -> bool:
+    """Whether a text file holds only whitespace (reads only up to the first other character)."""
+    with _open_text(path) as f:
+        while chunk := f.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def _is_json_lines(path: Path) -> bool:
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        return True
+    with _open_text(path) as f:
+        return not f.read(1 << 16).lstrip().startswith("[")
+
+
+def _read_json_lines(path: Path) -> Iterator[Any]:
+    """Records of a JSON Lines file, one per non-blank line; a line that does not parse gives
+    a `_BadLine` in its place so the caller can skip it and say which it was."""
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                yield _BadLine(f"invalid JSON (line {number}): {err}")
 
 
 def _read_hub(name: str, split: str | None) -> Iterator[Any]:
@@ -181,8 +271,7 @@ def _read_hub(name: str, split: str | None) -> Iterator[Any]:
 def _diagnose_json(path: Path) -> None:
     """Find the record that made a JSON file unreadable: bad syntax, or a field whose type
     differs from the first record's (Arrow needs one type per column)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with _open_text(path) as f:
         text = f.read()
     if path.name.endswith((".jsonl", ".jsonl.gz")) or not text.lstrip().startswith("["):
         records = []

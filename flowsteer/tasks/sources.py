@@ -318,3 +318,19 @@ register_source("hotpotqa", "qa", parse_hotpotqa)
 register_source("squad_v2", "qa", parse_squad_v2)
 register_source("mbpp", "code", parse_mbpp)
 register_source("humaneval", "code", parse_humaneval)
+
+# The six out-of-distribution evaluation sources. Their parsers live in their own modules and use
+# the field helpers above, so they are imported here, after those are defined (the package's
+# __init__ imports this module first, so the order always holds).
+from flowsteer.tasks.aime import parse_aime  # noqa: E402
+from flowsteer.tasks.apps import parse_apps  # noqa: E402
+from flowsteer.tasks.ds1000 import parse_ds1000  # noqa: E402
+from flowsteer.tasks.math_qa import parse_math_qa  # noqa: E402
+from flowsteer.tasks.open_qa import parse_nq_open, parse_triviaqa  # noqa: E402
+
+register_source("triviaqa", "qa", parse_triviaqa)
+register_source("nq_open", "qa", parse_nq_open)
+register_source("math_qa", "math", parse_math_qa)
+register_source("aime", "math", parse_aime)
+register_source("apps", "code", parse_apps)
+register_source("ds1000", "code", parse_ds1000)

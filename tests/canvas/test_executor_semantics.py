@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from flowsteer.canvas.execution import ExecutionScope
 from flowsteer.canvas.executor import WorkflowExecutor
 from flowsteer.canvas.graph import WorkflowGraph
 from flowsteer.llm.backend import Completion
@@ -42,12 +43,17 @@ def by_operator(replies: dict[str, str | Callable[[int], str | Completion]]):
     return script
 
 
+def sent(result) -> int:
+    """Backend calls an execution really sent (not replayed from the cache)."""
+    return result.calls - result.cached_calls
+
+
 def ran(result) -> list[str]:
     return [r.operator for r in result.trace]
 
 
-def execute(executor: WorkflowExecutor, graph: WorkflowGraph, task: Task = TASK):
-    return asyncio.run(executor.execute(graph, task))
+def execute(executor: WorkflowExecutor, graph: WorkflowGraph, task: Task = TASK, scope=None):
+    return asyncio.run(executor.execute(graph, task, scope=scope))
 
 
 SOLVERS = {
@@ -233,36 +239,41 @@ def test_empty_workflow_and_bad_arguments():
 def test_cache_reuses_the_prefix_and_an_upstream_edit_invalidates_downstream():
     backend = ScriptedBackend(by_operator(SOLVERS))
     executor = WorkflowExecutor(backend)
+    episode = ExecutionScope()
     g = WorkflowGraph()
     g.add_operator("Plan", "List the steps.")
     g.add_structure("parallel", ["Custom", "AnswerGenerate"])
-    first = execute(executor, g)
+    first = execute(executor, g, scope=episode)
     assert first.calls == 3 and backend.calls == 3
     g.add_operator("Format")  # append: only the new step runs
-    second = execute(executor, g)
-    assert second.calls == 1 and backend.calls == 4
+    second = execute(executor, g, scope=episode)
+    assert backend.calls == 4 and second.cached_calls == 3
+    assert second.calls == 4  # the replayed steps still cost what they replace
     assert ran(second) == ["Plan", "Custom", "AnswerGenerate", "Format"]
     assert second.answer == "18" and executor.cache_stats.hits == 2
     g.set_prompt("n1", "A different plan prompt.")  # upstream edit: everything reruns
-    third = execute(executor, g)
-    assert third.calls == 4 and backend.calls == 8
+    third = execute(executor, g, scope=episode)
+    assert third.cached_calls == 0 and backend.calls == 8
     g.set_prompt(g.sequence[-1], "Only the number.")  # downstream edit: only Format reruns
-    fourth = execute(executor, g)
-    assert fourth.calls == 1
+    fourth = execute(executor, g, scope=episode)
+    assert fourth.calls - fourth.cached_calls == 1 and backend.calls == 9
     other = Task("gsm8k/test/1", "gsm8k", "math", "How much is 9 times 2?", "18")
-    assert execute(executor, g, other).calls == 4  # another task never shares the cache
+    assert execute(executor, g, other, scope=episode).cached_calls == 0  # per task too
+    assert execute(executor, g).cached_calls == 0  # no scope: no cache
 
 
 def test_cache_does_not_store_failed_steps_and_can_be_switched_off():
     backend = ScriptedBackend(by_operator(SOLVERS), errors={0: "HTTP 503"})
     executor = WorkflowExecutor(backend)
+    episode = ExecutionScope()
     g = WorkflowGraph()
     g.add_operator("Custom")
-    assert not execute(executor, g).ok
-    again = execute(executor, g)
-    assert again.ok and again.calls == 1  # the failure was not replayed
+    assert not execute(executor, g, scope=episode).ok
+    again = execute(executor, g, scope=episode)
+    assert again.ok and again.calls == 1 and again.cached_calls == 0  # failure not replayed
     off = WorkflowExecutor(ScriptedBackend(by_operator(SOLVERS)), cache=False)
-    assert execute(off, g).calls == execute(off, g).calls == 1
+    assert execute(off, g, scope=episode).cached_calls == 0
+    assert execute(off, g, scope=episode).cached_calls == 0
     assert off.cache_stats.hits == 0
 
 
@@ -318,17 +329,18 @@ def test_node_outputs_are_cut_to_max_output_chars():
 def test_cache_key_covers_children_prompts_and_loop_count():
     backend = ScriptedBackend(by_operator({**SOLVERS, "Review": "<verdict>FAIL</verdict>"}))
     executor = WorkflowExecutor(backend)
+    episode = ExecutionScope()
     g = WorkflowGraph()
     block = g.add_structure("parallel", ["Custom", "AnswerGenerate"])
     loop = g.add_structure("loop", ["Revise", "Review"], count=1)
-    assert execute(executor, g).calls == 4
-    assert execute(executor, g).calls == 0  # unchanged: all from the cache
+    assert sent(execute(executor, g, scope=episode)) == 4
+    assert sent(execute(executor, g, scope=episode)) == 0  # unchanged: all from the cache
     g.set_prompt(g.children(block)[0].id, "Answer in words.")  # a child's prompt changed
-    assert execute(executor, g).calls == 4
+    assert sent(execute(executor, g, scope=episode)) == 4
     g.set_count(loop, 2)  # one more iteration: the loop reruns, the parallel block does not
-    assert execute(executor, g).calls == 4
+    assert sent(execute(executor, g, scope=episode)) == 4
     g.set_prompt(g.children(loop)[1].id, "Be strict.")
-    assert execute(executor, g).calls == 4
+    assert sent(execute(executor, g, scope=episode)) == 4
 
 
 def test_cache_is_not_used_past_the_first_miss():
@@ -336,12 +348,13 @@ def test_cache_is_not_used_past_the_first_miss():
     # the second must rerun on its new output rather than replay the stale one.
     backend = ScriptedBackend(by_operator(SOLVERS), errors={0: "HTTP 503"})
     executor = WorkflowExecutor(backend)
+    episode = ExecutionScope()
     g = WorkflowGraph()
     g.add_operator("Custom")
     g.add_operator("AnswerGenerate")
-    assert execute(executor, g).calls == 2
-    again = execute(executor, g)
-    assert again.ok and again.calls == 2 and ran(again) == ["Custom", "AnswerGenerate"]
+    assert sent(execute(executor, g, scope=episode)) == 2
+    again = execute(executor, g, scope=episode)
+    assert again.ok and sent(again) == 2 and ran(again) == ["Custom", "AnswerGenerate"]
 
 
 def test_prefix_cache_is_a_bounded_lru():

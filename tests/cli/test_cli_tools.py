@@ -83,3 +83,34 @@ def test_quickstart_plays_episodes_end_to_end(tmp_path):
     )
     assert rows[2][4] == "1.00"  # R_div: the reference workflow has every part the reward asks for
     assert (tmp_path / "run" / "policy" / "config.json").is_file()
+
+
+def test_show_and_limit_must_not_be_negative():
+    out = _flowsteer("tasks", "humaneval", str(DATA / "humaneval.jsonl"), "--show", "-1")
+    assert out.returncode == 2 and "--show: must be >= 0, got -1" in out.stderr
+    out = _flowsteer("tasks", "humaneval", str(DATA / "humaneval.jsonl"), "--limit", "-1")
+    assert out.returncode == 2 and "--limit: must be >= 0" in out.stderr
+    out = _flowsteer("tasks", "humaneval", str(DATA / "humaneval.jsonl"), "--show", "0")
+    assert out.returncode == 0 and out.stdout.splitlines() == ["1 tasks (code: 1)"]
+
+
+def test_skip_invalid_skips_a_malformed_json_line(tmp_path):
+    f = tmp_path / "g.jsonl"
+    f.write_text('{"question": "q", "answer": "#### 3"}\n{oops\n')
+    out = _flowsteer("tasks", "gsm8k", str(f), "--skip-invalid")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1 tasks") and "1 bad records skipped" in out.stdout
+
+
+def test_tiny_model_refuses_to_keep_an_existing_model_with_other_settings(tmp_path):
+    target = str(tmp_path / "policy")
+    small = ["--hidden-size", "32", "--num-heads", "2", "--num-kv-heads", "1"]
+    assert _flowsteer("tiny-model", target, *small).returncode == 0
+    out = _flowsteer("tiny-model", target, "--hidden-size", "128")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "already holds a model (hidden_size=32" in out.stderr and "--overwrite" in out.stderr
+    config = json.loads((tmp_path / "policy" / "config.json").read_text())
+    assert config["hidden_size"] == 32  # untouched
+    out = _flowsteer("tiny-model", target, "--hidden-size", "128", "--force")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "policy" / "config.json").read_text())["hidden_size"] == 128

@@ -170,3 +170,63 @@ def test_works_off_the_main_thread_and_under_asyncio() -> None:
 def test_score_answer_dispatches_math() -> None:
     assert score_answer(math_task("72"), "... so 72 in all.\n#### 72") == 1.0
     assert score_answer(math_task("72"), "#### 73") == 0.0
+
+
+# Program outputs (float noise, reprs), LaTeX fractions under the rounding rule, units.
+PROGRAM_AND_UNIT_EQUIVALENT = [
+    ("3.3", "3.3000000000000003"),
+    ("0.3", "0.30000000000000004"),
+    ("1.1", "1.1000000000000001"),
+    ("100", "99.99999999999999"),
+    ("0.5", "Fraction(1, 2)"),
+    (r"\frac{1}{2}", "Fraction(1, 2)"),
+    ("7", "Fraction(7, 1)"),
+    ("-3/4", "Fraction(-3, 4)"),
+    ("2.5", "np.float64(2.5)"),
+    (r"\frac{1}{3}", "0.33"),
+    (r"\dfrac{2}{3}", "0.67"),
+    (r"-\frac{1}{3}", "-0.333"),
+    (r"\frac12", "0.5"),
+    ("25", "25 m^2"),
+    ("25", r"25 \mbox{ cm}^2"),
+    ("25", r"25\text{ cm}^2"),
+    ("25", "25 cm^2"),
+    ("25", r"25\,\text{m}^{2}"),
+]
+PROGRAM_AND_UNIT_DIFFERENT = [
+    ("3.3", "3.31"),
+    ("3.3", "3.3000000001"),
+    ("0.3", "0.31"),
+    ("0.5", "Fraction(1, 3)"),
+    ("2", "Fraction(1, 2)"),
+    (r"\frac{1}{3}", "0.3"),
+    (r"\frac{1}{3}", "0.34"),
+    (r"\frac{2}{3}", "0.66"),
+    ("25", "26 m^2"),
+    ("25", r"24 \mbox{ cm}^2"),
+    ("2", "25 m^2"),
+    ("3x^2", "3"),
+]
+
+
+@pytest.mark.parametrize(("gold", "predicted"), PROGRAM_AND_UNIT_EQUIVALENT)
+def test_program_outputs_latex_fractions_and_units_match(gold: str, predicted: str) -> None:
+    assert SCORE(math_task(gold), predicted) == 1.0
+    assert SCORE(math_task(gold), f"Working...\nThe answer is {predicted}") == 1.0
+
+
+@pytest.mark.parametrize(("gold", "predicted"), PROGRAM_AND_UNIT_DIFFERENT)
+def test_program_outputs_latex_fractions_and_units_stay_apart(gold: str, predicted: str) -> None:
+    assert SCORE(math_task(gold), predicted) == 0.0
+    assert SCORE(math_task(gold), f"Working...\nThe answer is {predicted}") == 0.0
+
+
+def test_programmer_values_are_normalised_before_voting_and_scoring() -> None:
+    from fractions import Fraction
+
+    from flowsteer.rewards.math_answer import program_answer
+
+    assert program_answer(0.1 + 0.2) == "0.3" and program_answer(3.3000000000000003) == "3.3"
+    assert program_answer(repr(Fraction(1, 2))) == "1/2" and program_answer(18.0) == "18"
+    assert program_answer(1e-7 / 3) == "0.0000000333333333333"
+    assert program_answer(2.5) == "2.5" and program_answer(12) == "12"

@@ -40,8 +40,8 @@ def test_each_part_of_r_div() -> None:
     }  # fmt: skip
     assert reward(graph("Custom", "Review")) == pytest.approx(0.2)
     assert reward(graph("Custom", "Format")) == pytest.approx(0.2)
-    assert reward(graph("A", "B", "C", "D", "E", "F")) == pytest.approx(0.2)  # k = 6
-    assert reward(graph("A", "B", "C", "D", "E")) == 0.0
+    assert reward(graph("Plan", "Custom", "Custom", "Plan", "Custom", "Plan")) == pytest.approx(0.2)
+    assert reward(graph("Plan", "Custom", "Custom", "Plan", "Custom")) == 0.0  # k = 6
     assert reward(graph(("parallel", ["Custom", "Custom"]))) == pytest.approx(0.4)
     assert reward(FULL) == pytest.approx(1.0)
 
@@ -157,3 +157,74 @@ def test_bad_config_is_a_clear_error() -> None:
         WorkflowReward(mode="grpo")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Task"):
         WorkflowReward()("task", FULL, "4")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------- R_div reads the canvas's library (8.8)
+def _plugin_library():
+    from flowsteer.operators import OperatorLibrary
+    from flowsteer.operators.spec import OperatorSpec
+
+    return OperatorLibrary.default().extend(
+        OperatorSpec("SqlCheck", "verification", "Runs the query and checks it."),
+        OperatorSpec("Tidy", "formatting", "Keeps only the final answer."),
+    )
+
+
+PLUGIN = graph(
+    "Plan",
+    ("parallel", ["Programmer", "Custom"]),
+    "ScEnsemble",
+    ("conditional", ["SqlCheck", "Revise"]),
+    "Tidy",
+)
+
+
+def test_a_plug_in_checker_and_formatter_earn_their_parts_with_the_canvas_library() -> None:
+    lib = _plugin_library()
+    parts = StructureReward(library=lib).components(PLUGIN)
+    assert parts["div/checker"] == pytest.approx(0.2) and parts["div/format"] == pytest.approx(0.2)
+    assert parts["div"] == pytest.approx(1.0)
+    out = WorkflowReward()(TASK, PLUGIN, "#### 4", library=lib)  # per call: the canvas's
+    assert out.components["gate"] == 1.0 and out.total == pytest.approx(1.0)
+
+
+def test_an_operator_the_reward_library_lacks_is_an_error_not_a_silent_zero() -> None:
+    with pytest.raises(ValueError, match="'SqlCheck' is not in the operator library"):
+        WorkflowReward()(TASK, PLUGIN, "#### 4")
+
+
+def test_a_restricted_library_classifies_by_category_like_the_canvas() -> None:
+    from flowsteer.operators import OperatorLibrary
+
+    lib = OperatorLibrary.default().restrict(["Custom", "Review", "Format"])
+    parts = StructureReward().components(graph("Custom", "Review", "Format"), lib)
+    assert parts["div/checker"] == pytest.approx(0.2) and parts["div/format"] == pytest.approx(0.2)
+
+
+def test_score_canvas_takes_everything_from_the_canvas() -> None:
+    import asyncio
+
+    from flowsteer.canvas import Canvas, ExecutionResult
+
+    class Answer4:
+        async def execute(self, graph, task):
+            return ExecutionResult(answer="#### 4")
+
+    async def episode() -> RewardOutput:
+        canvas = Canvas(TASK, Answer4(), library=_plugin_library())
+        for text in [
+            "<action>add</action><operator>Plan</operator>", "<prompt></prompt>",
+            "<action>add</action><structure>parallel</structure><operators>Programmer, Custom"
+            "</operators>", "<prompt></prompt>", "<prompt></prompt>",
+            "<action>add</action><operator>ScEnsemble</operator>", "<prompt></prompt>",
+            "<action>add</action><structure>conditional</structure><condition>SqlCheck"
+            "</condition><on_fail>Revise</on_fail>", "<prompt></prompt>", "<prompt></prompt>",
+            "<action>add</action><operator>Tidy</operator>", "<prompt></prompt>",
+            "<action>finish</action>",
+        ]:  # fmt: skip
+            await canvas.step(text)
+        assert canvas.done and not canvas.truncated
+        return await WorkflowReward().score_canvas(canvas)
+
+    out = asyncio.run(episode())
+    assert out.components["div"] == pytest.approx(1.0) and out.total == pytest.approx(1.0)

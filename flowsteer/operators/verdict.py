@@ -1,0 +1,170 @@
+"""A checker's verdict from free text: explicit verdict tokens first, negation-aware.
+
+Checkers are asked for ``<verdict>PASS</verdict>`` but write many other things ("No issues
+found. The answer is correct.", "Correct.\\nNo errors.", "FAIL: step 2", "The answer is not
+wrong"). The verdict is read from the most explicit place that has one, in this order:
+
+1. the last ``<verdict>…</verdict>`` tag;
+2. the last labelled line (``Verdict: …``, ``Final verdict - …``, ``Conclusion: …``,
+   ``Result: …``, ``Assessment: …``);
+3. the last line that *starts* with a verdict word (``PASS``, ``FAIL: …``, ``Correct.``,
+   ``Incorrect``, ``Yes``, ``No, …``, ``No errors.``);
+4. the whole reply.
+
+Each place is read by `classify`: it splits the text into sentences (questions are skipped:
+"Is the answer correct?" states nothing), finds the verdict signals in each, and the last
+signal wins (conclusions come last: "Step 2 looked wrong, but the answer is correct" passes;
+"The answer is correct, but there is an error in step 2" fails). Signals are negation-aware
+and a denied problem is a pass: "no errors", "I found no issues", "did not find any mistakes",
+"nothing wrong", "not wrong" pass; "not correct", "isn't right", "does not match", "there is
+an error", "wrong", "FAIL" fail. Mentions of *another* answer ("the correct answer is 18")
+are not a verdict on the candidate. No signal anywhere: ``None`` (the checker then counts it
+as a fail).
+"""
+
+from __future__ import annotations
+
+import re
+
+_PROBLEM = (
+    r"(?:errors?|mistakes?|issues?|problems?|flaws?|bugs?|discrepanc(?:y|ies)|"
+    r"inconsistenc(?:y|ies)|concerns?|faults?)"
+)
+_GOOD = (
+    r"(?:correct(?:ly)?|right|valid|accurate(?:ly)?|sound|fine|ok(?:ay)?|true|pass(?:es|ed)?|"
+    r"succeed(?:s|ed)?|"
+    r"approved?|accept(?:s|ed|able)?|match(?:es|ed)?|agrees?|consistent|lgtm|"
+    r"checks?\s+out|looks?\s+good|holds?)"
+)
+_BAD = (
+    r"(?:incorrect(?:ly)?|wrong(?:ly)?|invalid|inaccurate|erroneous|mistaken|flawed|false|"
+    r"fail(?:s|ed|ure|ing)?|reject(?:s|ed)?|disagrees?|inconsistent|mismatch(?:es|ed)?)"
+)
+_NEG = r"(?:\bnot|n't|\bcannot|\bnever|\bno\s+longer|\bhardly)"
+_GAP = r"(?:[\w'’]+\s+){0,3}?"
+
+# (pattern, verdict) in priority order: a span claimed by an earlier pattern is not read again.
+# ``None`` marks a neutral span (a mention, not a verdict) that only hides its words.
+_SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
+    (re.compile(pattern, re.I), verdict)
+    for pattern, verdict in (
+        (rf"\b{_PROBLEM}\s*[:=\-]\s*(?:none|no|0)\b", True),  # "Errors: none"
+        (
+            rf"\b(?:no|without(?:\s+any)?|zero|free\s+(?:of|from)(?:\s+any)?)\s+{_GAP}{_PROBLEM}",
+            True,
+        ),
+        (rf"{_NEG}\s+{_GAP}any\s+{_GAP}{_PROBLEM}", True),  # "did not find any errors"
+        (r"\b(?:error|mistake|bug|problem|issue)[- ]free\b", True),
+        (
+            r"\bnothing\s+(?:\w+\s+){0,2}?(?:wrong|incorrect|amiss|to\s+(?:fix|correct|change))\b",
+            True,
+        ),
+        (rf"{_NEG}\s+{_GAP}{_BAD}\b", True),  # "not wrong", "isn't incorrect"
+        (rf"{_NEG}\s+{_GAP}{_GOOD}\b", False),  # "not correct", "does not match"
+        (rf"\b(?:partially|partly|mostly|almost|nearly|not\s+quite)\b(?:\s+{_GOOD})?", False),
+        (r"\bneeds?\s+(?:\w+\s+)?(?:correction|fixing|revision|to\s+be\s+\w+ed)\b", False),
+        (
+            # another answer named, not a verdict: "The correct answer is 18", "Correct answer: 18"
+            r"\b(?:(?:the|a|an)\s+)?(?:correct|right|true|expected|accurate)\s+(?:final\s+)?"
+            r"(?:answer|value|result|solution|number|total|output)\s*(?:is|was|would|should|[=:])",
+            None,
+        ),
+        (r"\bcorrect(?:ed|ing|ion|ions)\b|\bright\s+(?:now|after|before|away)\b", None),
+        (
+            r"\b(?:should\s+(?:be|have\s+been)|miscalculat\w*|forg[eo]t\w*|overlook\w*|"
+            r"neglect\w*|omit\w*|missed|off\s+by)\b",
+            False,
+        ),
+        (rf"\b{_BAD}\b", False),
+        (rf"\b{_PROBLEM}\b", False),  # "there is an error in step 2"
+        (rf"\b{_GOOD}\b", True),
+        (r"^\W*(?:yes|yep|yup)\b", True),
+        (r"^\W*(?:no\b(?!\s+\w)|nope\b)", False),  # "No." / "No, ..." but not "No errors"
+    )
+)
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_TAG_RE = re.compile(r"<\s*verdict\s*>(.*?)(?:<\s*/\s*verdict\s*>|\Z)", re.I | re.S)
+_LABEL_RE = re.compile(
+    r"^[\s#>*_`\-]*(?:final\s+|overall\s+)?(?:verdict|result|judge?ment|decision|status|"
+    r"conclusion|assessment|evaluation|grade)\b[\s*_`]*[:=\-–]+[\s*_`]*(.+)$",
+    re.I | re.M,
+)
+_LEADING_WORD_RE = re.compile(
+    r"^[\s#>*_`\"'(\[-]*(?:pass(?:ed)?|fail(?:ed)?|correct|incorrect|wrong|right|yes|no|"
+    r"valid|invalid|approved?|rejected?|ok(?:ay)?|true|false|accepted)\b.*$",
+    re.I | re.M,
+)
+
+
+def _sentence_verdict(sentence: str) -> bool | None:
+    text = sentence.strip().strip("*_`\"'").strip()
+    if not text or text.endswith("?"):
+        return None
+    claimed = [False] * len(text)
+    found: list[tuple[int, bool]] = []
+    for pattern, verdict in _SIGNALS:
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if any(claimed[start:end]):
+                continue
+            claimed[start:end] = [True] * (end - start)
+            if verdict is not None:
+                found.append((start, verdict))
+    return max(found)[1] if found else None
+
+
+def classify(text: str) -> bool | None:
+    """The verdict a piece of text states: True (pass), False (fail) or None (none).
+
+    Example:
+        >>> classify("No issues found. The answer is correct.")
+        True
+        >>> classify("The answer is not wrong")
+        True
+        >>> classify("There is an error in step 2")
+        False
+    """
+    verdict = None
+    for sentence in _SENTENCE_SPLIT_RE.split(text):
+        found = _sentence_verdict(sentence)
+        if found is not None:
+            verdict = found
+    return verdict
+
+
+def _last(texts: list[str]) -> bool | None:
+    for text in reversed(texts):
+        found = classify(text)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_verdict(text: str) -> bool | None:
+    """A checker's verdict: True (pass), False (fail) or None (no verdict found).
+
+    See the module docstring for the order of the places read.
+
+    Example:
+        >>> parse_verdict("Looks fine.\\n<verdict>PASS</verdict>")
+        True
+        >>> parse_verdict("**Verdict:** FAIL - the sum is wrong")
+        False
+        >>> parse_verdict("Correct.\\nNo errors.")
+        True
+        >>> parse_verdict("I am not sure.") is None
+        True
+    """
+    for texts in (
+        _TAG_RE.findall(text),
+        [m.group(1) for m in _LABEL_RE.finditer(text)],
+        [m.group(0) for m in _LEADING_WORD_RE.finditer(text)],
+        [text],
+    ):
+        found = _last(texts)
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = ["classify", "parse_verdict"]

@@ -1,0 +1,196 @@
+"""`HFEngine`: the `Engine` on transformers ``generate`` with the live policy model (CPU).
+
+Batched with left padding. Sampling is done by one logits processor that draws every row's
+token from that row's own ``torch.Generator`` (seeded from the request's seed) and hands
+``generate`` a one-hot choice, so:
+
+* each request has its own temperature, top-k, top-p, token budget and seed inside one batch;
+* a seeded request samples the same tokens whatever else is in the batch (up to the float
+  noise that padding can add to the logits), like vLLM's per-request seeds.
+
+Log-probs: the returned log-prob of a sampled token is under the RAW model distribution
+(``log_softmax`` of the unprocessed logits, temperature 1, before top-k/top-p), read from
+``generate``'s ``output_logits``. That is what the trainer recomputes (the policy at temperature
+1), so at temperature 1 without truncation engine and trainer agree exactly, and TIS measures
+only real mismatch. vLLM 0.32 returns the same quantity by default (its sampler's
+``logprobs_mode="raw_logprobs"``: log-softmax of the logits before temperature, penalties and
+top-k/top-p), so engines agree on what ``Generation.logprobs`` means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
+
+if TYPE_CHECKING:
+    from flowsteer.policy import Policy
+
+
+class _RowSampler:
+    """A logits processor that samples each row with its own settings and generator."""
+
+    def __init__(self, params: Sequence[SamplingParams], prompt_len: int, force_id: int | None):
+        self.prompt_len = prompt_len
+        self.force_id = force_id
+        self.params = list(params)
+        self.generators = []
+        for p in self.params:
+            g = None
+            if p.seed is not None:
+                g = torch.Generator().manual_seed(int(p.seed))
+            self.generators.append(g)
+        self.temperature = torch.tensor([p.temperature for p in self.params], dtype=torch.float32)
+        self.top_k = torch.tensor([p.top_k for p in self.params], dtype=torch.long)
+        self.top_p = torch.tensor([p.top_p for p in self.params], dtype=torch.float32)
+        self.max_tokens = torch.tensor([p.max_tokens for p in self.params], dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_len
+        logits = scores.float().cpu()  # [B, V]
+        greedy = self.temperature <= 0
+        scaled = logits / torch.where(greedy, 1.0, self.temperature)[:, None]
+        sorted_logits, order = scaled.sort(dim=-1, descending=True)  # [B, V]
+        rank = torch.arange(logits.shape[1])[None, :]
+        drop = (self.top_k[:, None] > 0) & (rank >= self.top_k[:, None])
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
+        drop = (before >= self.top_p[:, None]) & (rank > 0)
+        probs = probs.masked_fill(drop, 0.0)
+        cdf = probs.cumsum(dim=-1)  # [B, V]
+        u = torch.stack(
+            [
+                torch.rand((), generator=g) if g is not None else torch.rand(())
+                for g in self.generators
+            ]
+        )
+        pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp_max(cdf.shape[1] - 1)
+        chosen = order.gather(1, pick).squeeze(1)  # [B]
+        chosen = torch.where(greedy, logits.argmax(dim=-1), chosen)
+        if self.force_id is not None:
+            # Past its own budget a row emits a stop id so generate marks it done; the engine
+            # cuts the row at its budget, so this token is never returned.
+            chosen = torch.where(step >= self.max_tokens, self.force_id, chosen)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(out.shape[0]), chosen.to(out.device)] = 0.0
+        return out
+
+
+class HFEngine:
+    """Samples turns with transformers ``generate`` on the live policy model.
+
+    Args:
+        model: The policy (a transformers causal LM or a peft model wrapping one). Generation
+            runs in eval mode; the model's train/eval mode is restored afterwards.
+        tokenizer: Its tokenizer (for the pad id).
+        batch_size: Most requests per ``generate`` call; ``None``: all at once.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int | None = None):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
+        self._version = 0
+
+    @property
+    def weights_version(self) -> int:
+        return self._version
+
+    async def sync_weights(self, policy: Policy, version: int) -> None:
+        """Nothing to copy (the engine samples the live model); records ``version``."""
+        self._version = int(version)
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Sample every request; results in request order."""
+        return await asyncio.to_thread(self.generate_sync, requests)
+
+    def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """`generate` without the event loop (the same results)."""
+        for i, r in enumerate(requests):
+            if r.constraint is not None:
+                raise NotImplementedError(
+                    f"request {i} has a decoding constraint; HFEngine cannot honour constraints"
+                )
+            if len(r.prompt_ids) == 0:
+                raise ValueError(f"request {i} has an empty prompt")
+            if r.sampling.max_tokens < 1:
+                raise ValueError(f"request {i}: max_tokens must be at least 1")
+        # Rows stop on their group's stop ids, so requests with different stop sets never share
+        # a generate call (a row must not stop on another request's stop token).
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(tuple(r.sampling.stop_token_ids), []).append(i)
+        results: list[Generation | None] = [None] * len(requests)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for stops, members in groups.items():
+                step = self.batch_size or len(members)
+                for start in range(0, len(members), step):
+                    chunk = members[start : start + step]
+                    generated = self._generate([requests[i] for i in chunk], stops)
+                    for i, g in zip(chunk, generated, strict=True):
+                        results[i] = g
+        finally:
+            self.model.train(was_training)
+        return [g for g in results if g is not None]
+
+    @torch.no_grad()
+    def _generate(
+        self, requests: Sequence[GenerationRequest], stops: tuple[int, ...]
+    ) -> list[Generation]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        device = next(self.model.parameters()).device
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for row, r in enumerate(requests):
+            n = len(r.prompt_ids)
+            input_ids[row, width - n :] = torch.tensor(list(r.prompt_ids), dtype=torch.long)
+            attention_mask[row, width - n :] = 1
+        max_new = max(r.sampling.max_tokens for r in requests)
+        sampler = _RowSampler([r.sampling for r in requests], width, stops[0] if stops else None)
+        config = GenerationConfig(
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=max_new,
+            eos_token_id=list(stops),  # [] (not None: that means "the model's default")
+            pad_token_id=self.pad_token_id,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        out = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
+        new = out.sequences[:, width:].cpu()  # [B, N]
+        logits = torch.stack(out.logits, dim=1).float().cpu()  # [B, N, V], raw
+        logprobs = logits.log_softmax(dim=-1).gather(2, new[:, :, None]).squeeze(2)  # [B, N]
+        results = []
+        stop_set = set(stops)
+        for row, r in enumerate(requests):
+            ids = new[row, : r.sampling.max_tokens].tolist()
+            lps = logprobs[row, : r.sampling.max_tokens].tolist()
+            cut = next((k for k, t in enumerate(ids) if t in stop_set), None)
+            if cut is not None:
+                results.append(Generation(ids[: cut + 1], lps[: cut + 1], "stop"))
+            else:
+                results.append(Generation(ids, lps, "length"))
+        return results
+
+
+__all__ = ["HFEngine"]

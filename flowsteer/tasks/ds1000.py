@@ -1,0 +1,63 @@
+"""Record parser for DS-1000: data-science problems whose answer fills a gap in given code.
+
+Each problem's ``code_context`` is its own test harness: ``exec_context`` (the problem's code
+with an ``[insert]`` gap), ``test_execution(solution)`` that runs it on generated inputs and
+compares the result, and on some problems ``test_string(solution)`` that checks the code's text
+(e.g. no loops). `Task.tests` holds one program: the context followed by those calls, as the
+official evaluation writes it; it expects a variable ``code`` holding the candidate's text,
+which `flowsteer.rewards.ds1000_answer` defines first. (Run as a plain snippet after a program,
+it fails on the undefined ``code``: it can never pass by accident.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flowsteer.tasks.sources import RecordError, _str
+from flowsteer.tasks.task import Task
+
+GAP_INSTRUCTION = (
+    "Write only the code that goes where the solution belongs (after BEGIN SOLUTION): it runs "
+    "inside the problem's own code, with the variables shown above already defined, and must "
+    "leave the result where the problem says. Do not repeat the given setup code. Reply with "
+    "that code alone in one ```python block."
+)
+
+
+def ds1000_test_program(code_context: str) -> str:
+    """The official test program after the candidate's ``code = ...`` line."""
+    calls = "test_execution(code)\n"
+    if "test_string(" in code_context:
+        calls += "test_string(code)\n"
+    return f"{code_context.rstrip()}\n\n{calls}"
+
+
+def parse_ds1000(record: Mapping[str, Any], task_id: str) -> Task:
+    """DS-1000 (HF ``xlangai/DS-1000``): ``prompt``, ``reference_code``, ``code_context`` and
+    ``metadata`` (``library``, ``problem_id``, ``perturbation_type``)."""
+    prompt = _str(record, "prompt")
+    reference = _str(record, "reference_code", allow_empty=True)
+    context = _str(record, "code_context")
+    if "def test_execution(" not in context:
+        raise RecordError("code_context", "no 'def test_execution(solution)' harness")
+    metadata = record.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise RecordError("metadata", "missing or not a {'library', 'problem_id', ...} mapping")
+    try:
+        library = _str(metadata, "library")
+    except RecordError as err:
+        raise RecordError(f"metadata.{err.field}", err.problem) from None
+    pid = metadata.get("problem_id")
+    if pid is None or isinstance(pid, bool) or not isinstance(pid, int | str):
+        raise RecordError("metadata.problem_id", "missing or not an integer")
+    meta = {
+        "library": library,
+        "perturbation_type": metadata.get("perturbation_type"),
+        "perturbation_origin_id": metadata.get("perturbation_origin_id"),
+    }
+    question = f"{prompt.rstrip()}\n\n{GAP_INSTRUCTION}"
+    return Task(
+        f"ds1000/{pid}", "ds1000", "code", question, reference,
+        tests=(ds1000_test_program(context),), meta=meta,
+    )  # fmt: skip

@@ -1,0 +1,132 @@
+"""`HFEngine` on the tiny policy: log-probs equal the model's recomputation, per-request seeds,
+per-request settings in one batch, stop tokens, modes restored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from flowsteer.rollout import Engine, GenerationRequest, HFEngine, SamplingParams
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    return model, tokenizer
+
+
+def generate(engine, requests):
+    return asyncio.run(engine.generate(requests))
+
+
+def recomputed(model, prompt, ids) -> torch.Tensor:
+    """log π(ids | prompt) at temperature 1, one forward pass, no padding."""
+    with torch.no_grad():
+        logits = model(torch.tensor([list(prompt) + list(ids)])).logits[0].float()
+    lp = logits.log_softmax(-1)[len(prompt) - 1 : -1]
+    return lp.gather(1, torch.tensor(ids)[:, None]).squeeze(1)
+
+
+def test_follows_the_engine_protocol(policy):
+    assert isinstance(HFEngine(*policy), Engine)
+
+
+def test_logprobs_equal_the_models_recomputation(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompts = [tok.encode("the question answer is"), tok.encode("def solve"), [5, 6]]
+    requests = [
+        GenerationRequest(p, SamplingParams(max_tokens=12, seed=i)) for i, p in enumerate(prompts)
+    ]
+    # A top-k/top-p request too: the returned log-prob is still the raw model's.
+    requests.append(
+        GenerationRequest(prompts[0], SamplingParams(max_tokens=12, seed=9, top_k=20, top_p=0.8))
+    )
+    for r, g in zip(requests, generate(engine, requests), strict=True):
+        assert len(g.token_ids) == len(g.logprobs) == 12 and g.finish_reason == "length"
+        expected = recomputed(model, r.prompt_ids, g.token_ids)
+        torch.testing.assert_close(torch.tensor(g.logprobs), expected, atol=1e-5, rtol=0)
+
+
+def test_seeded_requests_reproduce_whatever_the_batch(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question answer")
+    alone = generate(engine, [GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=7))])
+    batch = generate(
+        engine,
+        [
+            GenerationRequest(tok.encode("def solve"), SamplingParams(max_tokens=6, seed=1)),
+            GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=7)),
+            GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=8)),
+        ],
+    )
+    # No stop ids: the model's own eos ids must not stop the turn either.
+    assert len(alone[0].token_ids) == 10
+    assert batch[1].token_ids == alone[0].token_ids
+    assert batch[2].token_ids != alone[0].token_ids  # another seed, another sample
+    assert len(batch[0].token_ids) == 6  # its own budget inside a longer batch
+
+
+def test_greedy_and_sampled_rows_share_a_batch(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question")
+    greedy = SamplingParams(max_tokens=6, temperature=0.0)
+    out = generate(
+        engine,
+        [
+            GenerationRequest(prompt, greedy),
+            GenerationRequest(prompt, SamplingParams(max_tokens=6, seed=3)),
+        ],
+    )
+    with torch.no_grad():
+        ref = model.generate(
+            torch.tensor([prompt]), max_new_tokens=6, do_sample=False, eos_token_id=None
+        )[0, len(prompt) :].tolist()
+    assert out[0].token_ids == ref
+
+
+def test_stops_on_a_sampled_stop_token_and_returns_it(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question answer")
+    free = generate(engine, [GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4))])[0]
+    stop = free.token_ids[3]
+    first = free.token_ids.index(stop)
+    stopped = generate(
+        engine,
+        [GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4, stop_token_ids=(stop,)))],
+    )[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.token_ids == free.token_ids[: first + 1]
+    assert stopped.logprobs == pytest.approx(free.logprobs[: first + 1], abs=1e-6)
+
+
+def test_mode_is_restored_and_version_recorded(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok, batch_size=1)
+    model.train()
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, a: seen.append(m.training))
+    try:
+        generate(engine, [GenerationRequest([5, 6], SamplingParams(max_tokens=2, seed=0))] * 2)
+    finally:
+        hook.remove()
+    assert seen and not any(seen) and model.training
+    model.eval()
+    generate(engine, [GenerationRequest([5, 6], SamplingParams(max_tokens=2, seed=0))])
+    assert not model.training
+    asyncio.run(engine.sync_weights(None, 3))
+    assert engine.weights_version == 3
+
+
+def test_constraints_are_refused_not_ignored(policy):
+    engine = HFEngine(*policy)
+    request = GenerationRequest([5, 6], SamplingParams(max_tokens=2), constraint=object())
+    with pytest.raises(NotImplementedError, match="constraint"):
+        generate(engine, [request])
