@@ -18,7 +18,7 @@ from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingPara
 
 pytestmark = pytest.mark.vllm
 
-MAX_MODEL_LEN = 256
+MAX_MODEL_LEN = 4096  # room for the policy's system prompt in the runner test
 ATOL = 1e-4
 
 
@@ -96,12 +96,16 @@ def _run(engine, requests) -> list[Generation]:
 
 def test_samples_token_prompts_with_the_trainers_logprobs(engine, models, prompts):
     sampling = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
-    outputs = _run(engine, [GenerationRequest(p, sampling) for p in prompts])
+    requests = [GenerationRequest(p, sampling) for p in prompts]
+    # Temperature, top-k and top-p shape the sampling, not the returned (raw) log-probs.
+    truncated = SamplingParams(max_tokens=12, temperature=0.7, top_k=20, top_p=0.8, seed=7)
+    requests.append(GenerationRequest(prompts[0], truncated))
+    outputs = _run(engine, requests)
     model = _policy(models[0])
-    for prompt, out in zip(prompts, outputs, strict=True):
+    for request, out in zip(requests, outputs, strict=True):
         assert out.error is None and out.finish_reason == "length"
         assert len(out.token_ids) == len(out.logprobs) == 12
-        expected, _ = trainer_logprobs(model, prompt, out.token_ids)
+        expected, _ = trainer_logprobs(model, request.prompt_ids, out.token_ids)
         assert out.logprobs == pytest.approx(expected, abs=ATOL)
 
 
@@ -120,6 +124,12 @@ def test_seeds_reproduce_and_differ(engine, prompts):
 
     assert sample(3) == sample(3)
     assert sample(3) != sample(4)
+    # A seeded request samples the same whatever else is in the batch.
+    batch = [
+        GenerationRequest(prompts[1], SamplingParams(max_tokens=5, temperature=1.0, seed=1)),
+        GenerationRequest(prompts[0], SamplingParams(max_tokens=12, temperature=1.0, seed=3)),
+    ]
+    assert _run(engine, batch)[1].token_ids == sample(3)
 
 
 def test_stops_at_a_stop_token_and_returns_it(engine, prompts):
@@ -199,3 +209,34 @@ def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, m
     again = _run(engine, requests)
     assert [out.token_ids for out in again] == [out.token_ids for out in before]
     assert engine.weights_version == 4
+
+
+def test_plays_episodes_in_the_rollout_runner(engine, models, math_task):
+    from transformers import AutoTokenizer
+
+    from flowsteer.rewards.workflow_reward import WorkflowReward
+    from flowsteer.rollout import RolloutRunner
+
+    tokenizer = AutoTokenizer.from_pretrained(models[0])
+    runner = RolloutRunner(
+        engine,
+        tokenizer,
+        None,
+        WorkflowReward(),
+        max_turns=2,
+        max_context_tokens=MAX_MODEL_LEN,
+        sampling=SamplingParams(max_tokens=16),
+    )
+    trajectories = asyncio.run(runner.run([math_task], 2, seed=0))
+    policy = _policy(models[0])  # what the engine serves (the push test ends by restoring it)
+    for trajectory in trajectories:
+        assert trajectory.error is None and trajectory.turns == 2
+        assert trajectory.weights_version == engine.weights_version
+        sampled = [i for i, m in enumerate(trajectory.loss_mask) if m]
+        assert sampled and sampled[0] > 0
+        ids = trajectory.token_ids
+        expected, _ = trainer_logprobs(policy, ids[: sampled[0]], ids[sampled[0] :])
+        engine_logprobs = trajectory.rollout_logprobs[sampled[0] :]
+        for i in sampled:
+            j = i - sampled[0]
+            assert engine_logprobs[j] == pytest.approx(expected[j], abs=ATOL)
