@@ -7,6 +7,8 @@ from flowsteer.rollout.episode import RolloutEpisode
 from flowsteer.rollout.hf_engine import HFEngine
 from flowsteer.rollout.runner import RolloutRunner, request_seed
 from flowsteer.rollout.trajectory import Trajectory
+from flowsteer.rollout.vllm_engine import VLLMEngine  # imports vllm only when constructed
+from flowsteer.rollout.vllm_server_engine import VLLMServerEngine
 
 __all__ = [
     "ChatFormat",
@@ -19,6 +21,8 @@ __all__ = [
     "RolloutRunner",
     "SamplingParams",
     "Trajectory",
+    "VLLMEngine",
+    "VLLMServerEngine",
     "collate",
     "request_seed",
 ]
