@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -93,7 +92,9 @@ def test_fit_writes_documented_scalars_checkpoint_and_resumes(
     assert resumed["TaskDataModule"]["mixture"]["step"] == 3
 
 
-def test_validate_and_test_play_greedy_episodes_per_source(tmp_path: Path, tiny_policy: Path) -> None:
+def test_validate_and_test_play_greedy_episodes_per_source(
+    tmp_path: Path, tiny_policy: Path
+) -> None:
     config = tiny_config(tmp_path / "run", tiny_policy, epochs=1)
     held_out = [dict(f, limit=2) for f in config["data"]["train"]]
     config["data"].update(val=held_out, test=held_out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from flowsteer.rollout.episode_stats import EpisodeStats, operator_count
 from flowsteer.rollout.batch import collate
+from flowsteer.rollout.episode_stats import EpisodeStats, operator_count
 from flowsteer.rollout.trajectory import Trajectory
 from flowsteer.schedules import WarmupCosine
 from flowsteer.update import micro_batches, plan_minibatches, score_buffer
