@@ -24,11 +24,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from flowsteer.advantages import compute_advantages
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.execution import Executor
-from flowsteer.rollout.episode_stats import EpisodeStats
 from flowsteer.llm.backend import BackendStats
 from flowsteer.rewards import WorkflowReward
 from flowsteer.rollout.batch import collate
 from flowsteer.rollout.engine import Engine, SamplingParams
+from flowsteer.rollout.episode_stats import EpisodeStats
 from flowsteer.rollout.runner import RolloutRunner
 from flowsteer.rollout.trajectory import Trajectory
 from flowsteer.tasks import Task
