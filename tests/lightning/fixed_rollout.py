@@ -4,6 +4,7 @@ writes the final full weights for comparison."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import lightning as L
@@ -21,18 +22,31 @@ class FixedRollout(L.Callback):
         length: Tokens per sequence (the last half are "sampled": mask 1).
         out: Where rank 0 writes the final full state dict of the policy.
         seed: Seeds the token ids and advantages.
+        use_tasks: Draw the iteration's tasks from the DataModule and seed the buffer with their
+            ids, so the data depends on the task stream's position (as real rollouts do); the
+            buffer's mean advantage is logged as ``fixed/reward``.
     """
 
     def __init__(
-        self, rows: int = 4, length: int = 24, out: str = "weights.pt", seed: int = 0
+        self,
+        rows: int = 4,
+        length: int = 24,
+        out: str = "weights.pt",
+        seed: int = 0,
+        use_tasks: bool = False,
     ) -> None:
         self.rows, self.length, self.out, self.seed = rows, length, out, seed
+        self.use_tasks = use_tasks
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         pl_module.rollout_size = self.rows // trainer.world_size
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        generator = torch.Generator().manual_seed(self.seed)
+        seed = self.seed
+        if self.use_tasks:
+            ids = ",".join(t.id for t in trainer.datamodule.next_train_tasks())
+            seed += zlib.crc32(ids.encode())
+        generator = torch.Generator().manual_seed(seed)
         vocab = pl_module.policy.tokenizer.vocab_size
         trajectories = []
         for i in range(self.rows):
@@ -45,6 +59,8 @@ class FixedRollout(L.Callback):
                 )
             )
         advantages = torch.randn(self.rows, generator=generator)
+        if self.use_tasks and trainer.logger is not None:
+            trainer.logger.log_metrics({"fixed/reward": float(advantages.mean())}, trainer.global_step)
         batch = collate(trajectories, advantages, pl_module.policy.tokenizer.pad_token_id)
         share = self.rows // trainer.world_size
         mine = batch.select(
