@@ -42,6 +42,13 @@ class WarmupCosine(LambdaLR):
         self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
         super().__init__(optimizer, self.factor)
 
+    def state_dict(self) -> dict:
+        """The position only: the shape comes from the config, so a resumed run may extend it."""
+        state = super().state_dict()
+        for name in ("warmup_steps", "total_steps", "min_ratio"):
+            state.pop(name, None)
+        return state
+
     def factor(self, step: int) -> float:
         """The lr multiplier at ``step``."""
         if step < self.warmup_steps:

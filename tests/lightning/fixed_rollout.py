@@ -60,7 +60,9 @@ class FixedRollout(L.Callback):
             )
         advantages = torch.randn(self.rows, generator=generator)
         if self.use_tasks and trainer.logger is not None:
-            trainer.logger.log_metrics({"fixed/reward": float(advantages.mean())}, trainer.global_step)
+            trainer.logger.log_metrics(
+                {"fixed/reward": float(advantages.mean())}, trainer.global_step
+            )
         batch = collate(trajectories, advantages, pl_module.policy.tokenizer.pad_token_id)
         share = self.rows // trainer.world_size
         mine = batch.select(

@@ -69,7 +69,9 @@ def test_sigkill_mid_iteration_then_resume_matches_uninterrupted(
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 5
 
-    resumed = _fit(_config(tmp_path, "killed", tiny_policy, None, rollout), "--ckpt_path", str(last))
+    resumed = _fit(
+        _config(tmp_path, "killed", tiny_policy, None, rollout), "--ckpt_path", str(last)
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     expected, got = scalars(tmp_path / "whole" / "tb"), scalars(tmp_path / "killed" / "tb")

@@ -108,3 +108,14 @@ def test_warmup_cosine() -> None:
         opt.step()
         sched.step()
     assert lrs == [0.3333, 0.6667, 1.0, 0.8536, 0.5, 0.1464, 0.0]
+
+
+def test_warmup_cosine_resumes_its_position_but_takes_a_new_length() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, warmup_steps=0, total_steps=4)
+    for _ in range(4):
+        sched.step()
+    longer = WarmupCosine(opt, warmup_steps=0, total_steps=8)
+    longer.load_state_dict(sched.state_dict())
+    assert longer.last_epoch == 4 and longer.total_steps == 8
+    assert longer.factor(longer.last_epoch) == 0.5  # halfway through the longer cosine
