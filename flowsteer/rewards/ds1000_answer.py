@@ -73,16 +73,23 @@ __flowsteer_probe(%r)
 
 
 _CODEC = Path(__file__).with_name("ds1000_codec.py").read_text()
+# Both sides load the codec into a namespace of its own, so its names never shadow the
+# problem's (a context may define its own ``encode``).
+_LOAD_CODEC = f"""\
+flowsteer_codec = {{"__name__": "ds1000_codec"}}
+exec(compile({_CODEC!r}, "<ds1000_codec>", "exec"), flowsteer_codec)
+"""
 
 # The candidate's side: the codec, and the one function the judge calls.
 _SERVER = (
-    _CODEC
+    _LOAD_CODEC
     + """
 
 def flowsteer_ds1000_exec(source, env_blob):
     import pickle
     import types
 
+    encode = flowsteer_codec["encode"]
     env = pickle.loads(env_blob)  # the judge's test inputs
     exec(source, env)
     values = {}
@@ -102,7 +109,7 @@ def flowsteer_ds1000_exec(source, env_blob):
 # The judge's side, run after the problem's context: the codec and an `exec` that the
 # context's test_execution finds before the builtin one.
 _JUDGE_SHIM = (
-    _CODEC
+    _LOAD_CODEC
     + """
 
 def exec(source, env=None, *rest):
@@ -113,8 +120,12 @@ def exec(source, env=None, *rest):
     values = flowsteer_ds1000_exec(source, pickle.dumps(env))
     if type(values) is not dict:
         raise TypeError("the candidate's variables did not come back as a dict")
+    decode = flowsteer_codec["decode"]
     for name, node in values.items():
-        env[name] = decode(node)
+        try:
+            env[name] = decode(node)
+        except Exception as exc:  # malformed or forged: fails any test that reads it
+            env[name] = flowsteer_codec["Unjudgeable"]("malformed value (%s)" % exc)
 """
 )
 _REMOTE_EXEC = "flowsteer_ds1000_exec"

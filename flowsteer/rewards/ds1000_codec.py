@@ -14,12 +14,13 @@ sub-array dtypes) whose size matches the shape; pandas extension dtypes come fro
 list; anything else fails with `ValueError`. No pickle, no ``eval``.
 
 Values (the DS-1000 result types): None, bool, int, float, complex, str, bytes; list, tuple,
-set, frozenset, dict of values; numpy arrays (object arrays item by item) and scalars; pandas
+set, frozenset, dict of values; named tuples such as scipy's test results (as plain tuples); numpy arrays (object arrays item by item) and scalars; pandas
 DataFrame, Series, Index (range, multi, datetime with its ``freq``), Categorical, Timestamp,
 Timedelta, NaT, NA, nullable/string arrays; scipy sparse matrices and arrays; torch tensors.
 Anything else (a fitted model, a figure, a module) encodes as ``["opaque", type name]`` and
 decodes to an `Unjudgeable` that equals nothing and refuses truth tests: the test fails
-closed, never passes by accident.
+closed, never passes by accident. The judge turns a node `decode` rejects into an
+`Unjudgeable` too, so only a test that reads that variable fails.
 """
 
 import sys
@@ -118,6 +119,8 @@ def encode(value, depth=0):
         return ["py", value]
     if kind in _SEQUENCES:
         return [_SEQUENCES[kind], [encode(item, depth + 1) for item in value]]
+    if isinstance(value, tuple) and hasattr(kind, "_fields"):  # a named tuple (scipy results)
+        return ["tuple", [encode(item, depth + 1) for item in tuple.__iter__(value)]]
     if kind is dict:
         return ["dict", [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]]
     pd = sys.modules.get("pandas")
@@ -151,7 +154,7 @@ class Unjudgeable:
     """A candidate value this codec cannot carry: it equals nothing and has no truth value."""
 
     __slots__ = ("kind",)
-    __hash__ = None
+    __hash__ = object.__hash__  # usable as a dict key; equal only to nothing
 
     def __init__(self, kind):
         self.kind = kind

@@ -85,14 +85,16 @@ PATCH_PANDAS = (
 PATCH_NUMPY = "import numpy as np\nnp.testing.assert_allclose = lambda *a, **k: None\nresult = 0\n"
 EQ_LIE = "class Yes:\n    def __eq__(self, other):\n        return True\nresult = Yes()\n"
 FLOAT_LIE = "class F(float):\n    def __eq__(self, other):\n        return True\nresult = F(0)\n"
-FORGED_ENCODING = (  # rebinds the candidate side's encoder to send an object-dtype array
-    "import sys\nsys._getframe(1).f_globals['encode'] = lambda value: ['nd', '|O', [1], bytes(8)]\n"
-    "result = 0\n"
+# Rebinds the codec's array encoder in the candidate's process (through the server's frame)
+# to send a node of its own making for ``result = np.int64(0)``.
+_REBIND = (
+    "import sys\nimport numpy as np\n"
+    "codec = sys._getframe(1).f_locals['encode'].__globals__\n"
+    "codec['_array'] = lambda v: ['nd', %r, [], %s]\n"
+    "result = np.int64(0)\n"
 )
-REBOUND_ENCODER = (  # the same rebinding, sending values it computed: it takes effect
-    "import sys\nsys._getframe(1).f_globals['encode'] = lambda value: ['py', int(a.sum())]\n"
-    "result = 0\n"
-)
+REBOUND_ENCODER = _REBIND % ("<i8", "int(a.sum()).to_bytes(8, 'little')")  # what it computed
+FORGED_ENCODING = _REBIND % ("|O", "bytes(8)")  # an object-dtype array: a pointer
 
 
 def test_the_references_pass_through_the_judge():
@@ -172,6 +174,9 @@ def test_arrays_scalars_and_indexes_round_trip_with_their_types():
     objects = decode(encode(np.array([1, "a", None], dtype=object)))
     assert objects.dtype == object and objects.tolist() == [1, "a", None]
     assert decode(encode([1, (2, 3), {"k": {4}}])) == [1, (2, 3), {"k": {4}}]
+    stats = pytest.importorskip("scipy.stats")
+    test = stats.ttest_ind([1.0, 2.0, 3.0], [2.0, 4.0, 7.0])
+    assert type(decode(encode(test))) is tuple and decode(encode(test)) == test
 
 
 @pytest.mark.parametrize(
