@@ -29,7 +29,8 @@ and cannot be sent by value; they run the official way, harness and candidate in
 process, where a candidate written to attack the harness (rebinding ``exec_test`` through
 ``__main__`` or a frame) can pass without solving the problem. `judged_outside` says which
 mode a task gets. Results outside the codec's types fail where the official harness might pass
-them (a test that only checks ``type(result)`` of a model object).
+them (a test that only checks ``type(result)`` of a model object), and so does a test input
+that cannot be pickled (an instance of a class the context itself defines).
 
 Skipped, not failed: before running, the modules the context imports (``import x`` / ``from x
 import``, also inside its ``exec_context`` string) are imported once in the sandbox, with this
