@@ -55,7 +55,8 @@ Shared surfaces, and which are closed:
   mount; `SandboxCapabilities.private_tmp`) each run gets its own empty tmpfs there (size
   `memory_mb`, counted in its memory cgroup), so nothing it writes outlives it or reaches
   another run or the host, and the host's files and unix sockets there are invisible; the
-  run's working directory stays reachable at its path. PID 1 mounts them with the
+  run's working directory and the directories it imports from (site-packages, a checkout or
+  venv that lives under /tmp) are bound back at their paths. PID 1 mounts them with the
   namespace's capabilities and then clears all its capabilities (bounding set included)
   before the program starts. In the other modes these directories are the host's: files a
   run creates there outlive it and can be read by later runs and host processes;

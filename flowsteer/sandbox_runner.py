@@ -134,31 +134,40 @@ def _set_dumpable(flag):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
-def _private_tmp(size):
-    """Mount empty tmpfs over the world-writable directories; keep the working directory.
+def _private_tmp(size, keep=()):
+    """Mount empty tmpfs over the world-writable directories; keep what the program runs from.
 
     Runs as PID 1 with the namespace's capabilities (unshare --keep-caps), before the program.
+    The working directory and every directory the program imports from (``keep`` and this
+    interpreter's ``sys.path``) are bound back at their paths when they were under a masked
+    directory, so a checkout or virtualenv that lives under /tmp still imports.
     """
+    import contextlib
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     cwd = os.getcwd()
-    cwd_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    held = {}  # path -> descriptor opened before the masks, ancestors first
+    for path in sorted({cwd, *keep, *sys.path}, key=len):
+        if path and os.path.isabs(path) and os.path.isdir(path):
+            with contextlib.suppress(OSError):  # unreadable for the sandbox uid: stays hidden
+                held[path] = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     for target in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(target) and not os.path.islink(target):
             options = f"size={size},mode=1777".encode()
             if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 6, options) != 0:  # nosuid,nodev
                 raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}")
-    try:
-        hidden = not os.path.samestat(os.stat(cwd), os.fstat(cwd_fd))
-    except OSError:
-        hidden = True
-    if hidden:  # the working directory was under one of them: bind it back at its path
-        os.makedirs(cwd, mode=0o700, exist_ok=True)
-        if libc.mount(f"/proc/self/fd/{cwd_fd}".encode(), cwd.encode(), None, 4096, None) != 0:
-            raise OSError(ctypes.get_errno(), f"bind {cwd}")  # 4096: MS_BIND
-        os.chdir(cwd)
-    os.close(cwd_fd)
+    for path, fd in held.items():
+        try:
+            hidden = not os.path.samestat(os.stat(path), os.fstat(fd))
+        except OSError:
+            hidden = True
+        if hidden:  # it was under one of them: bind it back at its path
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if libc.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, 4096, None) != 0:
+                raise OSError(ctypes.get_errno(), f"bind {path}")  # 4096: MS_BIND
+        os.close(fd)
+    os.chdir(cwd)
 
 
 def _drop_capabilities():
@@ -189,7 +198,7 @@ def main():
     try:
         _set_limits(*limits)
         if private_tmp:
-            _private_tmp(limits[1])
+            _private_tmp(limits[1], path.split(os.pathsep))
             _drop_capabilities()
         if init:
             _set_dumpable(False)

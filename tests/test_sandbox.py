@@ -189,8 +189,13 @@ def test_gigabyte_of_output_is_capped():
 
 @needs_uid
 def test_files_outside_its_directory_are_out_of_reach():
-    # With a private /tmp the host's /tmp is not even visible; look next to this file instead.
-    where = str(Path(__file__).parent) if CAPS.private_tmp else None
+    # With a private /tmp the host's /tmp is not even visible; look next to this file instead,
+    # or (for a checkout that itself lives under a masked directory) in /var/lib.
+    where = None
+    if CAPS.private_tmp:
+        here = Path(__file__).resolve().parent
+        masked = any(here.is_relative_to(m) for m in ("/tmp", "/var/tmp", "/dev/shm"))
+        where = "/var/lib" if masked else str(here)
     outside = Path(tempfile.mkdtemp(prefix="sandbox-test-", dir=where))
     try:
         outside.chmod(0o755)  # others may look, as in most real directories
@@ -470,3 +475,34 @@ def test_output_cap_counts_both_streams_and_ends_a_finished_program_too():
     assert result.status == "killed" and "output passed" in result.stderr
     assert result.seconds < 4.0
     assert len(result.stderr) < cap + 200  # the cap plus the sandbox's note
+
+
+@pytest.mark.skipif(not CAPS.private_tmp, reason="no private /tmp on this platform")
+def test_a_site_directory_under_the_masked_tmp_stays_importable(monkeypatch: pytest.MonkeyPatch):
+    """A checkout or venv under /tmp (as CI clones may be) must still import inside the sandbox,
+    though /tmp itself is replaced by an empty private one."""
+    import dataclasses
+
+    import flowsteer.sandbox as sandbox
+
+    site = Path(tempfile.mkdtemp(prefix="sandbox-site-", dir="/tmp"))
+    try:
+        site.chmod(0o755)
+        (site / "fs_probe_pkg.py").write_text("VALUE = 42\n")
+        (site / "fs_probe_pkg.py").chmod(0o644)
+        caps = dataclasses.replace(CAPS, site_paths=(*CAPS.site_paths, str(site)))
+        monkeypatch.setattr(sandbox, "sandbox_capabilities", lambda: caps)
+        neighbour = Path(tempfile.mkstemp(prefix="sandbox-neighbour-", dir="/tmp")[1])
+        neighbour.chmod(0o644)  # world-readable, but in the host's /tmp: it stays hidden
+        code = (
+            "import os, fs_probe_pkg\n"
+            f"[fs_probe_pkg.VALUE, sorted(os.listdir({str(site)!r})), "
+            f"os.path.exists({str(neighbour)!r})]"
+        )
+        result = timed(code)
+        assert result.status == "ok", result.stderr
+        assert result.value == [42, ["fs_probe_pkg.py"], False]
+    finally:
+        shutil.rmtree(site)
+        if "neighbour" in locals():
+            neighbour.unlink()

@@ -9,8 +9,12 @@
   ``0.30000000000000004`` -> ``0.3``) before any vote or score; a program without ``solve()``
   runs as a script and its last printed line is the answer. For code tasks the program must
   define ``task.entry_point``; loading it checks syntax, imports and top-level errors, and
-  the program itself is the answer. A run that fails (exception, timeout, memory, no answer) is fed back to the
-  model with the error's last line, up to ``settings.programmer_retries`` more times.
+  the program itself is the answer. APPS and DS-1000 programs are checked by their own shape
+  (`flowsteer.operators.public_checks`): an APPS program runs on the statement's examples
+  (stdin/stdout, or calls of ``fn_name``) and a wrong output counts as a failure; DS-1000 gap
+  code runs inside the problem's context on its first input, reporting only errors. A run
+  that fails (exception, timeout, memory, no answer, a wrong example output) is fed back to
+  the model with the error's last line, up to ``settings.programmer_retries`` more times.
 * `CustomOperator` answers with the policy's free-form instruction.
 * `AnswerGenerateOperator` reasons step by step and ends with ``<answer>``.
 """
@@ -23,15 +27,14 @@ from typing import TYPE_CHECKING
 from flowsteer.llm.backend import Message
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import parse_answer
+from flowsteer.operators.public_checks import check_candidate, sandbox_error, task_shape
 from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
 from flowsteer.rewards.math_answer import normalize_program_output, program_answer
-from flowsteer.sandbox import SandboxResult, run_python_async
+from flowsteer.sandbox import run_python_async
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend
     from flowsteer.tasks.task import Task
-
-_EXCEPTION_LINE_RE = re.compile(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b.*)$")
 
 
 def answer_form(task: Task) -> str:
@@ -66,23 +69,6 @@ def upstream_note(state: WorkflowState) -> str:
         "\n\nEarlier answers (and any checker feedback on them) are shown above: solve the "
         "problem yourself, keeping what is right and correcting what the feedback shows wrong."
     )
-
-
-def sandbox_error(result: SandboxResult, timeout_s: float) -> str:
-    """A one-line, exception-style reason a sandboxed run failed."""
-    if result.status == "timeout":
-        return f"TimeoutError: the program ran longer than {timeout_s:g} s"
-    if result.status == "memory":
-        return "MemoryError: the program exceeded the sandbox memory limit"
-    if result.status == "killed":
-        return "RuntimeError: the program was killed (output too large or a signal)"
-    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        match = _EXCEPTION_LINE_RE.match(line)
-        if match:
-            return match.group(1)[:300]
-    tail = lines[-1] if lines else "the program failed without a message"
-    return f"RuntimeError: {tail[:300]}"
 
 
 class ProgrammerOperator(Operator):
@@ -130,6 +116,11 @@ class ProgrammerOperator(Operator):
         """Run `code`; return ``(answer, None)`` or ``(None, error)``."""
         if not code.strip():
             return None, "EmptyAnswer: the reply contained no program"
+        if task.kind == "code" and task_shape(task) != "asserts":  # APPS, DS-1000
+            check = await check_candidate(task, code, self.settings)
+            if check.passed or not check.checked:  # nothing to run here: the code stands
+                return code, None
+            return None, check.feedback
         solve = task.kind != "code" and re.search(r"^def\s+solve\s*\(", code, re.M)
         program = build_candidate_program(task, code) if task.kind == "code" else code
         try:

@@ -5,6 +5,10 @@
   value the candidate actually returned. Tasks without public tests: a code task's program is
   only checked to load (the feedback says so); a math or qa task has nothing to execute, so
   Test falls back to a model check (like Verify) and the feedback says that no tests exist.
+  APPS and DS-1000 candidates are checked by their own shape
+  (`flowsteer.operators.public_checks`): an APPS program on the statement's examples (stdin
+  and stdout, or calls of ``fn_name``), DS-1000 gap code inside the problem's context for
+  errors only (it passes when it runs; whether its result is right stays hidden).
 * `ReviewOperator` critiques the candidate; `VerifyOperator` re-derives the answer
   independently and compares. Both parse the verdict robustly (`parse_verdict`); a reply
   without any recognisable verdict counts as *fail* (a checker that cannot vouch for the
@@ -19,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import parse_verdict, tagged, vote_key
-from flowsteer.operators.solving import sandbox_error
-from flowsteer.rewards.code_answer import build_candidate_program
+from flowsteer.operators.public_checks import check_candidate, sandbox_error, task_shape
+from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
 from flowsteer.sandbox import run_python_async
 
 if TYPE_CHECKING:
@@ -134,6 +138,10 @@ class TestOperator(_ModelChecker):
         if task.kind != "code":
             note = f"(no public tests for a {task.kind} task; checked by the model) "
             return await self.model_check(state, prompt, llm, note)
+        if task_shape(task) != "asserts":  # APPS examples, DS-1000's error-only check
+            code = strip_code_fences(candidate, task.entry_point)
+            check = await check_candidate(task, code, self.settings)
+            return OperatorOutput(text=check.feedback, passed=check.passed, feedback=check.feedback)
         program = build_candidate_program(task, candidate)
         tests = list(task.public_tests)
         code = f"{_PUBLIC_HARNESS}\n__flowsteer_public({program!r}, {tests!r})\n"

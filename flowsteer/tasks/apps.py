@@ -8,11 +8,19 @@ so the policy and every operator write the right kind of program.
 `Task.tests` holds one JSON document per case, ``{"input": ..., "output": ...}``, exactly as
 ``input_output`` gives them (stdin text or a list of arguments; the expected stdout or return
 value). `flowsteer.rewards.apps_answer` runs them; they are not Python snippets.
+
+`Task.public_tests` holds, in the same form, the cases the statement itself shows (its
+examples), at most `MAX_PUBLIC`: a case is public when its input and its output both appear in
+the statement's text (whitespace-insensitive, on token boundaries; a call's arguments and
+return value as compact JSON). APPS does not mark which cases are the examples, so this is the
+only evidence that a case is no secret; a case that appears nowhere in the statement is never
+public. The Programmer and Test operators run these.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +35,51 @@ CALL_INSTRUCTION = (
     "Complete the starter code below: the function `{fn}` is called with each test's arguments "
     "and must return the answer (do not read input or print it)."
 )
+
+
+MAX_PUBLIC = 3
+_JSON_SPACE = re.compile(r"\s*([,\[\]{}:])\s*")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _appears(shown: str, statement: str) -> bool:
+    """Whether ``shown`` occurs in ``statement`` as whole tokens (whitespace-insensitive)."""
+    shown = _flat(shown)
+    if not shown:
+        return False
+    pattern = rf"(?<![\w.]){re.escape(shown)}(?![\w.])"
+    return re.search(pattern, _flat(statement)) is not None
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def shown_in_statement(statement: str, case_input: Any, output: Any, call_based: bool) -> bool:
+    """Whether a case is one of the statement's examples (module docstring).
+
+    Example:
+        >>> shown_in_statement("Input\\n3\\n1 2 3\\n\\nOutput\\n6\\n", "3\\n1 2 3\\n", "6\\n", False)
+        True
+        >>> shown_in_statement("Input: nums = [2,7], k = 9\\nOutput: [0,1]", [[2, 7], 9], [[0, 1]], True)
+        True
+        >>> shown_in_statement("Input: nums = [2,7], k = 9", [[2, 7], 8], [[0, 1]], True)
+        False
+    """
+    if not call_based:
+        lines = "\n".join(case_input) if isinstance(case_input, list) else str(case_input)
+        wanted = "\n".join(output) if isinstance(output, list) else str(output)
+        return _appears(lines, statement) and _appears(wanted, statement)
+    if not isinstance(case_input, list):
+        return False
+    if isinstance(output, list) and len(output) == 1:  # APPS wraps a return value in a list
+        output = output[0]
+    tight = _JSON_SPACE.sub(r"\1", statement)
+    shown = [_compact(arg) for arg in case_input] + [_compact(output)]
+    return all(_appears(_JSON_SPACE.sub(r"\1", text), tight) for text in shown)
 
 
 def _json_field(record: Mapping[str, Any], field: str) -> Any:
@@ -87,6 +140,11 @@ def parse_apps(record: Mapping[str, Any], task_id: str) -> Task:
         json.dumps({"input": i, "output": o}, ensure_ascii=False)
         for i, o in zip(inputs, outputs, strict=True)
     )
+    public = tuple(
+        test
+        for test, i, o in zip(tests, inputs, outputs, strict=True)
+        if shown_in_statement(statement, i, o, fn_name is not None)
+    )[:MAX_PUBLIC]
     meta = {
         "difficulty": record.get("difficulty"),
         "url": record.get("url"),
@@ -97,5 +155,5 @@ def parse_apps(record: Mapping[str, Any], task_id: str) -> Task:
     tid = f"apps/{pid}" if pid is not None else task_id
     return Task(
         tid, "apps", "code", question, solutions[0] if solutions else "", tests=tests,
-        entry_point=fn_name, meta=meta,
+        public_tests=public, entry_point=fn_name, meta=meta,
     )  # fmt: skip

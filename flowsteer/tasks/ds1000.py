@@ -7,6 +7,13 @@ compares the result, and on some problems ``test_string(solution)`` that checks 
 official evaluation writes it; it expects a variable ``code`` holding the candidate's text,
 which `flowsteer.rewards.ds1000_answer` defines first. (Run as a plain snippet after a program,
 it fails on the undefined ``code``: it can never pass by accident.)
+
+`Task.public_tests` holds one program for the operators (`ds1000_check_program`): the same
+context, but it only runs the candidate on the first generated input and reports whether the
+candidate's code raised (and which error) or left no ``result``; it never compares the result
+with the expected one, so an operator learns nothing the hidden test decides. It also expects
+``code``, and its last expression is ``["ok"]``, ``["error", why]`` (the candidate failed) or
+``["unchecked", why]`` (the context itself failed before the candidate ran: a missing library).
 """
 
 from __future__ import annotations
@@ -31,6 +38,63 @@ def ds1000_test_program(code_context: str) -> str:
     if "test_string(" in code_context:
         calls += "test_string(code)\n"
     return f"{code_context.rstrip()}\n\n{calls}"
+
+
+_CHECK_RUNNER = """\
+class FlowsteerChecked(BaseException):
+    pass
+
+
+def flowsteer_check(code, context, wants_result):
+    import builtins
+
+    real_exec = builtins.exec
+    outcome = []
+
+    def exec(source, env=None, *rest):
+        try:
+            real_exec(source, env, *rest)
+        except BaseException as exc:
+            outcome.append(["error", "%s: %s" % (type(exc).__name__, str(exc)[:300])])
+            raise FlowsteerChecked() from None
+        if wants_result and isinstance(env, dict) and "result" not in env:
+            outcome.append(["error", "NameError: the code ran but did not set `result`"])
+        else:
+            outcome.append(["ok"])
+        raise FlowsteerChecked()  # stop before the harness compares anything
+
+    namespace = {"__name__": "__main__"}
+    try:
+        real_exec(compile(context, "<code_context>", "exec"), namespace)
+    except BaseException as exc:
+        return ["unchecked", "%s: %s" % (type(exc).__name__, str(exc)[:300])]
+    namespace["exec"] = exec  # the harness's exec(code, test_env) now stops after the code
+    try:
+        namespace["test_execution"](code)
+    except FlowsteerChecked:
+        pass
+    except BaseException as exc:
+        if not outcome:
+            return ["unchecked", "%s: %s" % (type(exc).__name__, str(exc)[:300])]
+    return outcome[0] if outcome else ["unchecked", "the harness never ran the code"]
+
+
+"""
+
+
+def ds1000_check_program(code_context: str) -> str:
+    """The operators' error-only run of the context (module docstring), after ``code = ...``.
+
+    The context runs first on its own, so a library it cannot import is reported as
+    ``unchecked``, not as the candidate's error.
+    """
+    wants_result = '["result"]' in code_context or "['result']" in code_context
+    try:
+        compile(code_context, "<code_context>", "exec")
+    except SyntaxError as err:
+        why = f"not valid Python: {err.msg} (line {err.lineno})"
+        raise RecordError("code_context", why) from None
+    return f"{_CHECK_RUNNER}flowsteer_check(code, {code_context!r}, {wants_result!r})\n"
 
 
 def parse_ds1000(record: Mapping[str, Any], task_id: str) -> Task:
@@ -59,5 +123,6 @@ def parse_ds1000(record: Mapping[str, Any], task_id: str) -> Task:
     question = f"{prompt.rstrip()}\n\n{GAP_INSTRUCTION}"
     return Task(
         f"ds1000/{pid}", "ds1000", "code", question, reference,
-        tests=(ds1000_test_program(context),), meta=meta,
+        tests=(ds1000_test_program(context),),
+        public_tests=(ds1000_check_program(context),), meta=meta,
     )  # fmt: skip

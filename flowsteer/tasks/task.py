@@ -48,7 +48,9 @@ class Task:
             run after the candidate program (and ``setup_code``); for ``apps`` one JSON case
             ``{"input", "output"}`` each, for ``ds1000`` the problem's harness program (their
             own scorers read them). Never shown to the policy.
-        public_tests: Tests a Test operator may run during the episode (asserts).
+        public_tests: Tests a Test operator may run during the episode: asserts; for
+            ``apps`` the cases the statement shows, as JSON like ``tests``; for ``ds1000`` one
+            program that runs the candidate in its context and reports errors only.
         setup_code: Code run before the candidate's tests (MBPP ``test_setup_code``).
         entry_point: Name of the function a code answer must define.
         meta: Anything else from the record, kept for analysis (never used for scoring).

@@ -182,7 +182,11 @@ def test_apps_stdin_and_call_based_problems():
     assert "reads the input from standard input" in stdin.question
     assert "called with" not in stdin.question
     assert json.loads(stdin.tests[0]) == {"input": "3\n1 2 3\n", "output": "6\n"}
-    assert len(stdin.tests) == 3 and stdin.public_tests == ()
+    assert len(stdin.tests) == 3
+    # Public: only the cases the statement shows (input and output both in its text).
+    assert stdin.public_tests == stdin.tests[:1] and _ratio.public_tests == ()
+    assert two_sum.public_tests == two_sum.tests[:1] and min_max.public_tests == ()
+    assert root.public_tests == root.tests[:2]  # 16 -> 7 and 942 -> 6; 132189 and 0 hidden
     assert stdin.answer.startswith("n = int(input())")
     assert two_sum.entry_point == "twoSum" and two_sum.meta["call_based"] is True
     assert "function `twoSum` is called" in two_sum.question
