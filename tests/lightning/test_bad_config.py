@@ -84,3 +84,16 @@ def test_unreachable_backend(
         tmp_path, tiny_config(tmp_path / "run", tiny_policy, executor=executor), capsys
     )
     assert code == 2 and f"127.0.0.1:{port}" in err and "does not answer" in err
+
+
+def test_live_policy_engine_is_refused_under_fsdp2() -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    from callbacks import RolloutCallback
+
+    trainer = SimpleNamespace(strategy=ModelParallelStrategy())
+    module = SimpleNamespace(policy=SimpleNamespace(model=None, tokenizer=None))
+    with pytest.raises(ValueError, match="VLLMEngine"):
+        RolloutCallback().setup(trainer, module, "fit")
