@@ -23,10 +23,37 @@ _TINY_SETTINGS = (  # (option, config.json key)
 )
 
 
+_BUILD_ARGS = (  # what `build_tiny_model` records in flowsteer_tiny.json, minus its own fields
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "intermediate_size",
+    "vocab_size",
+    "seed",
+)
+
+
+def _built_with(out_dir: str) -> dict[str, object] | None:
+    """The settings a tiny model in ``out_dir`` was built with, or None when unknown."""
+    try:
+        record = json.loads((Path(out_dir) / "flowsteer_tiny.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not all(name in record for name in _BUILD_ARGS):
+        return None
+    return {name: record[name] for name in _BUILD_ARGS}
+
+
 def _tiny_model(args: argparse.Namespace) -> int:
     from flowsteer.models.tiny import build_tiny_model
 
     config_file = Path(args.out_dir) / "config.json"
+    asked = {name: getattr(args, name) for name in _BUILD_ARGS}
+    if config_file.is_file() and not args.overwrite and _built_with(args.out_dir) == asked:
+        # The same build again (e.g. the README's install command run twice): nothing to do.
+        print(f"tiny policy already in {args.out_dir} with these settings; kept")
+        return 0
     if config_file.is_file() and not args.overwrite:
         # Never keep an old model silently: the settings asked for may not be the ones it has.
         try:

@@ -197,7 +197,17 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    settings = {
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "num_kv_heads": num_kv_heads,
+        "intermediate_size": intermediate_size,
+        "vocab_size": vocab_size,
+        "max_position_embeddings": max_position_embeddings,
+        "seed": seed,
+    }
     (out / "flowsteer_tiny.json").write_text(
-        json.dumps({"builder": "flowsteer.models.tiny.build_tiny_model", "seed": seed}, indent=2)
+        json.dumps({"builder": "flowsteer.models.tiny.build_tiny_model", **settings}, indent=2)
     )
     return out

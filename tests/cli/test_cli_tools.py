@@ -114,3 +114,18 @@ def test_tiny_model_refuses_to_keep_an_existing_model_with_other_settings(tmp_pa
     out = _flowsteer("tiny-model", target, "--hidden-size", "128", "--force")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "policy" / "config.json").read_text())["hidden_size"] == 128
+
+
+def test_tiny_model_keeps_the_same_build_and_refuses_another_seed(tmp_path):
+    """Running the same build twice (the README's install command, re-run) is a no-op; the same
+    shape with another seed is a different model and is refused, never kept silently."""
+    target = str(tmp_path / "policy")
+    small = ["--hidden-size", "32", "--num-heads", "2", "--num-kv-heads", "1"]
+    assert _flowsteer("tiny-model", target, *small).returncode == 0
+    weights = (tmp_path / "policy" / "model.safetensors").read_bytes()
+    again = _flowsteer("tiny-model", target, *small)
+    assert again.returncode == 0, again.stderr
+    assert "with these settings; kept" in again.stdout
+    other = _flowsteer("tiny-model", target, *small, "--seed", "1")
+    assert other.returncode == 2 and "already holds a model" in other.stderr
+    assert (tmp_path / "policy" / "model.safetensors").read_bytes() == weights
