@@ -6,17 +6,22 @@ wrong"). The verdict is read from the most explicit place that has one, in this 
 
 1. the last ``<verdict>…</verdict>`` tag;
 2. the last labelled line (``Verdict: …``, ``Final verdict - …``, ``Conclusion: …``,
-   ``Result: …``, ``Assessment: …``);
-3. the last line that *starts* with a verdict word (``PASS``, ``FAIL: …``, ``Correct.``,
-   ``Incorrect``, ``Yes``, ``No, …``, ``No errors.``);
-4. the whole reply.
+   ``Assessment: …``; ``Result:``, ``Status:`` and ``Evaluation:`` also head per-step notes,
+   so they count only when their value starts with a verdict word: ``Result: FAIL``);
+3. the last line that *starts* with the requested token (``PASS``, ``FAIL: …``);
+4. the whole reply (so "Correct." after step 1 does not outrank "the final answer is wrong").
+
+In places 1-3 a leading PASS/FAIL token decides by itself ("PASS - minor formatting issues").
+Quoted spans of three words or more are dropped first: they are the question or the candidate
+speaking ("the question says 'Tom got 3 answers wrong'"), not the checker.
 
 Each place is read by `classify`: it splits the text into sentences (questions are skipped:
 "Is the answer correct?" states nothing), finds the verdict signals in each, and the last
 signal wins (conclusions come last: "Step 2 looked wrong, but the answer is correct" passes;
 "The answer is correct, but there is an error in step 2" fails). Signals are negation-aware
 and a denied problem is a pass: "no errors", "I found no issues", "did not find any mistakes",
-"nothing wrong", "not wrong" pass; "not correct", "isn't right", "does not match", "there is
+"nothing wrong", "not wrong", "no changes needed", "verified", ✓ pass; "not correct", "I don't
+think it is correct", "neither correct nor", "isn't right", "does not match", "there is
 an error", "wrong", "FAIL" fail. Mentions of *another* answer ("the correct answer is 18")
 are not a verdict on the candidate. No signal anywhere: ``None`` (the checker then counts it
 as a fail).
@@ -34,14 +39,20 @@ _GOOD = (
     r"(?:correct(?:ly)?|right|valid|accurate(?:ly)?|sound|fine|ok(?:ay)?|true|pass(?:es|ed)?|"
     r"succeed(?:s|ed)?|"
     r"approved?|accept(?:s|ed|able)?|match(?:es|ed)?|agrees?|consistent|lgtm|"
-    r"checks?\s+out|looks?\s+good|holds?)"
+    r"checks?\s+out|looks?\s+good|all\s+good|holds?|verified|confirm(?:s|ed)?)"
 )
 _BAD = (
     r"(?:incorrect(?:ly)?|wrong(?:ly)?|invalid|inaccurate|erroneous|mistaken|flawed|false|"
-    r"fail(?:s|ed|ure|ing)?|reject(?:s|ed)?|disagrees?|inconsistent|mismatch(?:es|ed)?)"
+    r"fail(?:s|ed|ure|ing)?|reject(?:s|ed)?|disagrees?|inconsistent|mismatch(?:es|ed)?|"
+    r"unverified|unconfirmed)"
 )
 _NEG = r"(?:\bnot|n't|\bcannot|\bnever|\bno\s+longer|\bhardly)"
 _GAP = r"(?:[\w'’]+\s+){0,3}?"
+# "I don't think it is correct", "I'm not sure that it is right": the belief, not the word, is negated.
+_DOUBT = (
+    rf"{_NEG}\s+(?:really\s+)?(?:think|believe|feel|sure|convinced|certain|confident)\b"
+    r"(?:\s+(?:that|whether|if))?\s+(?:[\w'’]+\s+){0,5}?"
+)
 
 # (pattern, verdict) in priority order: a span claimed by an earlier pattern is not read again.
 # ``None`` marks a neutral span (a mention, not a verdict) that only hides its words.
@@ -54,6 +65,15 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
             True,
         ),
         (rf"{_NEG}\s+{_GAP}any\s+{_GAP}{_PROBLEM}", True),  # "did not find any errors"
+        (
+            # "No changes needed", "does not need any corrections"
+            r"\b(?:no\s+(?:further\s+)?|(?:not|n't)\s+(?:need|require)\s+(?:any\s+)?)"
+            r"(?:corrections?|changes?|revisions?|fix(?:es|ing)?|edits?)\b",
+            True,
+        ),
+        (rf"{_DOUBT}{_BAD}\b", True),  # "I don't think it is wrong"
+        (rf"{_DOUBT}{_GOOD}\b", False),  # "I don't think it is correct"
+        (rf"\bneither\s+{_GOOD}\b", False),  # "neither correct nor complete"
         (r"\b(?:error|mistake|bug|problem|issue)[- ]free\b", True),
         (
             r"\bnothing\s+(?:\w+\s+){0,2}?(?:wrong|incorrect|amiss|to\s+(?:fix|correct|change))\b",
@@ -78,6 +98,8 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
         (rf"\b{_BAD}\b", False),
         (rf"\b{_PROBLEM}\b", False),  # "there is an error in step 2"
         (rf"\b{_GOOD}\b", True),
+        (r"[✓✔✅☑👍]", True),
+        (r"[✗✘❌❎👎]", False),
         (r"^\W*(?:yes|yep|yup)\b", True),
         (r"^\W*(?:no\b(?!\s+\w)|nope\b)", False),  # "No." / "No, ..." but not "No errors"
     )
@@ -85,15 +107,33 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _TAG_RE = re.compile(r"<\s*verdict\s*>(.*?)(?:<\s*/\s*verdict\s*>|\Z)", re.I | re.S)
 _LABEL_RE = re.compile(
-    r"^[\s#>*_`\-]*(?:final\s+|overall\s+)?(?:verdict|result|judge?ment|decision|status|"
+    r"^[\s#>*_`\-]*(?:final\s+|overall\s+)?(verdict|result|judge?ment|decision|status|"
     r"conclusion|assessment|evaluation|grade)\b[\s*_`]*[:=\-–]+[\s*_`]*(.+)$",
     re.I | re.M,
 )
-_LEADING_WORD_RE = re.compile(
-    r"^[\s#>*_`\"'(\[-]*(?:pass(?:ed)?|fail(?:ed)?|correct|incorrect|wrong|right|yes|no|"
-    r"valid|invalid|approved?|rejected?|ok(?:ay)?|true|false|accepted)\b.*$",
-    re.I | re.M,
+# Labels that also head per-step notes ("Result: 3*4 = 12, correct."): they count only when
+# their value starts with a verdict word ("Result: FAIL", "Status: correct").
+_WEAK_LABELS = frozenset({"result", "status", "evaluation"})
+_VERDICT_WORD = (
+    r"(?:pass(?:ed)?|fail(?:ed)?|correct|incorrect|wrong|right|yes|no|valid|invalid|approved?|"
+    r"rejected?|ok(?:ay)?|true|false|accepted)\b"
 )
+_STARTS_WITH_VERDICT_RE = re.compile(rf"^[\s#>*_`\"'(\[\-]*{_VERDICT_WORD}", re.I)
+# A line that opens with the requested token is a declaration ("FAIL: step 2", "PASS - minor
+# formatting issues"); a line opening with "Correct." or "Yes" may be a per-step note, so such
+# lines are read with the rest of the text.
+_TOKEN_RE = re.compile(r"^[\s#>*_`\"'(\[\-]*(pass(?:ed)?|fail(?:ed)?)\b(?!\s+\w)", re.I)
+_TOKEN_LINE_RE = re.compile(
+    r"^[\s#>*_`\"'(\[\-]*(?:pass(?:ed)?|fail(?:ed)?)\b(?!\s+\w).*$", re.I | re.M
+)
+# Quoted text is the question or the candidate speaking, not the checker: "the question says
+# 'Tom got 3 answers wrong'". Only spans of three words or more (a quoted "PASS" or a JSON
+# ``"verdict": "fail"`` stays), and single quotes only around words (not in "don't").
+_QUOTED_RE = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|(?<![\w'])'[^'\n]*'(?![\w'])")
+
+
+def _unquoted(text: str) -> str:
+    return _QUOTED_RE.sub(lambda m: " " if len(m.group(0).split()) >= 3 else m.group(0), text)
 
 
 def _sentence_verdict(sentence: str) -> bool | None:
@@ -132,9 +172,17 @@ def classify(text: str) -> bool | None:
     return verdict
 
 
-def _last(texts: list[str]) -> bool | None:
+def _explicit(text: str) -> bool | None:
+    """The verdict of an explicit place: its leading PASS/FAIL token, else what it states."""
+    token = _TOKEN_RE.match(text)
+    if token:
+        return token.group(1).lower().startswith("pass")
+    return classify(text)
+
+
+def _last_explicit(texts: list[str]) -> bool | None:
     for text in reversed(texts):
-        found = classify(text)
+        found = _explicit(text)
         if found is not None:
             return found
     return None
@@ -155,16 +203,18 @@ def parse_verdict(text: str) -> bool | None:
         >>> parse_verdict("I am not sure.") is None
         True
     """
-    for texts in (
-        _TAG_RE.findall(text),
-        [m.group(1) for m in _LABEL_RE.finditer(text)],
-        [m.group(0) for m in _LEADING_WORD_RE.finditer(text)],
-        [text],
-    ):
-        found = _last(texts)
+    tags = _TAG_RE.findall(text)
+    text = _unquoted(text)
+    labels = [
+        m.group(2)
+        for m in _LABEL_RE.finditer(text)
+        if m.group(1).lower() not in _WEAK_LABELS or _STARTS_WITH_VERDICT_RE.match(m.group(2))
+    ]
+    for texts in (tags, labels, _TOKEN_LINE_RE.findall(text)):
+        found = _last_explicit(texts)
         if found is not None:
             return found
-    return None
+    return classify(text)
 
 
 __all__ = ["classify", "parse_verdict"]
