@@ -12,13 +12,16 @@ Two steps, each deliberately simple so a reward bug is easy to find:
 2. **Comparison.** Both answers are normalised (``$``/``\\$`` currency, ``\\(..\\)``, bold,
    trailing full stop, thousands separators ``1,000``, an assignment ``x = 5`` -> ``5``, a
    trailing unit: ``18 dollars``, ``25 m^2``, ``25 \\mbox{ cm}^2`` -> the number; a one-letter
-   unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays). Two
-   numbers (plain, ``a/b`` or ``\\frac{a}{b}``) are compared exactly as fractions (``0.5`` =
-   ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more significant digits is a
+   unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays;
+   spaced thousands ``1 000``, ``12\\,500``). Two numbers (plain, scientific ``1.5e3``, ``a/b``,
+   ``\\frac{a}{b}`` or a mixed number ``3 1/2``, ``3\\frac{1}{2}``) are compared exactly as
+   fractions (``0.5`` = ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more significant digits is a
    binary float printed whole and is read rounded to 12 (``0.30000000000000004`` = ``0.3``,
    while ``3.31`` != ``3.3``). A decimal prediction with at least ``min_rounded_decimals``
    places also matches a gold that it equals after rounding to that many places (``0.33`` for
-   ``1/3`` or ``\\frac{1}{3}``), because "round to two decimals" is a common instruction.
+   ``1/3`` or ``\\frac{1}{3}``), because "round to two decimals" is a common instruction; a
+   prediction of zero (``0.00``) never matches by rounding. A prediction with two numbers side
+   by side (``4 1``) matches nothing: math-verify would read it as their sum.
    Everything else goes to math-verify (``\\frac{1}{2}``, ``\\sqrt{2}`` vs ``2^{1/2}``, sets,
    intervals, expressions).
 
@@ -54,7 +57,15 @@ _LAST_NUMBER_RE = re.compile(rf"(?<![\d.^_])(?<![\^_][{{-])(?:{_NUMBER})(?:\s*/\
 _TEXT_UNIT = r"\\(?:text|mbox|textrm|mathrm|rm|textnormal|mathit)\s*\{[^{}]*\}"
 _LATEX_WORD_RE = re.compile(rf"{_TEXT_UNIT}|\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
-_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# "3 1/2", "3\frac{1}{2}", "-2 \frac34": a whole number and a proper fraction
+_MIXED_RE = re.compile(
+    r"(-?)(\d+)\s*(?:(?<=\s)(\d+)\s*/\s*(\d+)|\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d)))"
+)
+# "1 000", "12 500": thousands separated by spaces (SI style)
+_SPACED_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:(?:\s|\\,|\\ |~)\d{3})+(?:\.\d+)?")
+# two numbers side by side ("4 1"): math-verify would add them, so "4 1" would equal 5
+_JUXTAPOSED_RE = re.compile(r"(?<![\w.\\{^_])\d+(?:\.\d+)?\s+\.?\d")
 _FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(-?\d+)")
 _LATEX_FRACTION_RE = re.compile(
     r"(-?)\\frac\s*(?:\{\s*(-?\d+)\s*\}|(\d))\s*(?:\{\s*(-?\d+)\s*\}|(\d))"
@@ -133,7 +144,8 @@ def program_answer(value: object) -> str:
         >>> program_answer(0.1 + 0.2), program_answer(18.0), program_answer(True)
         ('0.3', '18', 'True')
     """
-    if isinstance(value, float):
+    if isinstance(value, float):  # also numpy's float64, whose repr is "np.float64(2.5)"
+        value = float(value)
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return round_float_noise(repr(value))
@@ -265,6 +277,8 @@ def normalize_math_answer(answer: str) -> tuple[str, bool]:
         s = unit.group(1).strip()
     if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
+    if _SPACED_THOUSANDS_RE.fullmatch(s):
+        s = re.sub(r"\s|\\,|\\ |~", "", s)
     return s, is_percent
 
 
@@ -282,6 +296,14 @@ def numeric_value(s: str) -> Fraction | None:
     match = _FRACTION_RE.fullmatch(s)
     if match and int(match.group(2)) != 0:
         return Fraction(int(match.group(1)), int(match.group(2)))
+    mixed = _MIXED_RE.fullmatch(s)
+    if mixed:
+        sign, whole = mixed.group(1), int(mixed.group(2))
+        num, den = (int(g) for g in [x for x in mixed.groups()[2:] if x is not None])
+        if 0 < num < den:
+            value = whole + Fraction(num, den)
+            return -value if sign else value
+        return None
     latex = _LATEX_FRACTION_RE.fullmatch(s)
     if latex:
         sign, num, den = (
@@ -296,6 +318,8 @@ def numeric_value(s: str) -> Fraction | None:
 
 
 def _decimals(s: str) -> int:
+    if "e" in s.lower():  # scientific notation states no rounding
+        return 0
     return len(s.split(".", 1)[1]) if "." in s else 0
 
 
@@ -381,10 +405,12 @@ class MathAnswerScorer:
                 for p in preds:
                     if g == p:
                         return True
-                    if places >= self.min_rounded_decimals and not pred_pct:
+                    if places >= self.min_rounded_decimals and not pred_pct and p != 0:
                         unit = Fraction(1, 10**places)
                         if abs(g - p) * 2 < unit:  # p is g rounded to `places` decimals
                             return True
+            return False
+        if _JUXTAPOSED_RE.search(pred_text):
             return False
         gold_forms = [gold_text, f"\\frac{{{gold_text}}}{{100}}"] if gold_pct else [gold_text]
         pred_forms = [pred_text, f"\\frac{{{pred_text}}}{{100}}"] if pred_pct else [pred_text]
