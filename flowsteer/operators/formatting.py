@@ -9,12 +9,16 @@ one, else the candidate unchanged):
 
 * math: the reply must *state* an answer (a non-empty ``<answer>`` tag, a ``\\boxed{}``, a
   final-answer line, or a bare one-line answer; never a number guessed out of chatter), and
-  the answer must be free of words once normalised;
+  the answer must be free of words once normalised; when the candidate itself states a number,
+  the reply must keep its value (``0.5`` for ``1/2``, ``0.33`` for ``1/3`` rounded; not ``19``
+  for ``18``, nor ``x``): Format writes the answer in form, it does not solve again;
 * qa: a non-empty ``<answer>`` tag, or a reply that is one short line (not a lead-in such as
   "Here is the answer:");
 * code: the reply's program must parse, define the entry point, and define every top-level
   name (function, class, import, constant) the candidate defined: a model asked to "format"
-  code sometimes returns only part of it, dropping a helper the entry point calls.
+  code sometimes returns only part of it, dropping a helper the entry point calls; nor may
+  it turn a function the candidate implemented into a stub (``pass``, ``...``, a docstring,
+  ``raise NotImplementedError``: "rest unchanged"), or the whole program into one.
 
 A failed call keeps the candidate too (with the error recorded).
 """
@@ -28,9 +32,11 @@ from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, ba
 from flowsteer.operators.parsing import final_form, parse_answer, tagged
 from flowsteer.rewards.code_answer import build_candidate_program
 from flowsteer.rewards.math_answer import (
+    MathAnswerScorer,
     extract_final_answer,
     is_bare_answer,
     normalize_math_answer,
+    numeric_value,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +75,38 @@ def defined_names(program: str) -> set[str] | None:
             for target in targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
     return names
+
+
+def _is_stub(body: list[ast.stmt]) -> bool:
+    """Whether a block does nothing: only ``pass``, ``...``, strings, ``raise NotImplementedError``."""
+    for node in body:
+        if isinstance(node, ast.Pass):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node):
+            continue
+        return False
+    return True
+
+
+def stubbed_names(program: str) -> set[str] | None:
+    """The top-level functions (and class methods, as ``Class.name``) whose last definition
+    is a stub, plus ``"<module>"`` when the whole program is one; ``None`` when it does not
+    parse."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return None
+    stubs = {"<module>"} if _is_stub(tree.body) else set()
+    functions = ast.FunctionDef | ast.AsyncFunctionDef
+    defs = [(node.name, node) for node in tree.body if isinstance(node, functions)]
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef):
+            defs += [(f"{cls.name}.{n.name}", n) for n in cls.body if isinstance(n, functions)]
+    for name, node in defs:  # the last definition of a name is the one that counts
+        (stubs.add if _is_stub(node.body) else stubs.discard)(name)
+    return stubs
 
 
 def stated_answer(text: str, task: Task) -> str | None:
@@ -122,14 +160,27 @@ class FormatOperator(Operator):
 
     @staticmethod
     def _keeps(answer: str, candidate: str, task: Task) -> bool:
-        """Whether a formatted code answer still defines all that the candidate defined."""
+        """Whether a formatted answer keeps what the candidate had: for math, the value the
+        candidate stated; for code, every definition and every implemented body."""
+        if task.kind == "math":
+            own = stated_answer(candidate, task)
+            if own is None or numeric_value(normalize_math_answer(own)[0]) is None:
+                return True
+            return MathAnswerScorer().equivalent(own, answer)
         if task.kind != "code":
             return True
-        after = defined_names(build_candidate_program(task, answer))
+        after_program = build_candidate_program(task, answer)
+        after = defined_names(after_program)
         if after is None:
             return False
-        before = defined_names(build_candidate_program(task, parse_answer(candidate, task)))
-        return before is None or before <= after
+        before_program = build_candidate_program(task, parse_answer(candidate, task))
+        before = defined_names(before_program)
+        if before is None:
+            return True
+        stubs_before = stubbed_names(before_program) or set()
+        stubs_after = stubbed_names(after_program) or set()
+        new_stubs = {name.split(".")[0] for name in stubs_after - stubs_before}
+        return before <= after and not new_stubs & (before | {"<module>"})
 
     @staticmethod
     def _kept(candidate: str, task: Task) -> str:
@@ -143,4 +194,4 @@ class FormatOperator(Operator):
         return own or candidate
 
 
-__all__ = ["FormatOperator", "defined_names", "stated_answer"]
+__all__ = ["FormatOperator", "defined_names", "stated_answer", "stubbed_names"]
