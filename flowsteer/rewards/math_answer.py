@@ -15,15 +15,16 @@ Two steps, each deliberately simple so a reward bug is easy to find:
    unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays;
    spaced thousands ``1 000``, ``12\\,500``). Two numbers (plain, scientific ``1.5e3``, ``a/b``,
    ``\\frac{a}{b}`` or a mixed number ``3 1/2``, ``3\\frac{1}{2}``) are compared exactly as
-   fractions (``0.5`` = ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more significant digits is a
-   binary float printed whole and is read rounded to 12 (``0.30000000000000004`` = ``0.3``,
-   while ``3.31`` != ``3.3``). A decimal prediction with at least ``min_rounded_decimals``
-   places also matches a gold that it equals after rounding to that many places (``0.33`` for
-   ``1/3`` or ``\\frac{1}{3}``), because "round to two decimals" is a common instruction; a
-   prediction of zero (``0.00``) never matches by rounding. A prediction with two numbers side
-   by side (``4 1``) matches nothing: math-verify would read it as their sum.
-   Everything else goes to math-verify (``\\frac{1}{2}``, ``\\sqrt{2}`` vs ``2^{1/2}``, sets,
-   intervals, expressions).
+   fractions (``0.5`` = ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more
+   significant digits is a binary float printed whole and is read rounded to 12
+   (``0.30000000000000004`` = ``0.3``, while ``3.31`` != ``3.3``); the digits before the point
+   and integers are never rounded (``123456789012345`` != ``123456789012000``). A decimal
+   prediction with at least ``min_rounded_decimals`` places also matches a gold that it equals
+   after rounding to that many places (``0.33`` for ``1/3`` or ``\\frac{1}{3}``), because "round
+   to two decimals" is a common instruction; a prediction of zero (``0.00``) never matches by
+   rounding. A prediction with two numbers side by side (``4 1``) matches nothing: math-verify
+   would read it as their sum. Everything else goes to math-verify (``\\frac{1}{2}``,
+   ``\\sqrt{2}`` vs ``2^{1/2}``, sets, intervals, expressions).
 
 Percent rule: a percent sign on *either* side means the task is about a percentage, so that
 side is read both as the number and as the number / 100: ``10%`` matches ``10`` and ``0.1``;
@@ -103,12 +104,15 @@ def _round_float_text(match: re.Match[str]) -> str:
 
 def round_float_noise(number: str) -> str:
     """A decimal with 15+ significant digits (a binary float printed whole, such as
-    ``0.30000000000000004``) rounded to 12 significant digits; any other text unchanged.
+    ``0.30000000000000004``) rounded to 12 significant digits (or to a whole number, if it
+    has more digits before the point); integers and any other text unchanged.
 
     Example:
         >>> round_float_noise("3.3000000000000003"), round_float_noise("3.31")
         ('3.3', '3.31')
     """
+    if not re.search(r"[.eE]", number):  # an integer is exact, however long
+        return number
     digits = re.sub(r"[eE].*$", "", number).lstrip("-").replace(".", "").lstrip("0")
     if len(digits) < _FLOAT_DIGITS:
         return number
@@ -118,7 +122,9 @@ def round_float_noise(number: str) -> str:
         return number
     if not math.isfinite(value):
         return number
-    text = format(Decimal(f"{value:.{_FLOAT_KEEP}g}"), "f")
+    whole_digits = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+    keep = max(_FLOAT_KEEP, whole_digits)  # never round away digits before the point
+    text = format(Decimal(f"{value:.{keep}g}"), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
