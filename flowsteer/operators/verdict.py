@@ -18,9 +18,13 @@ speaking ("the question says 'Tom got 3 answers wrong'"), not the checker.
 Each place is read by `classify`: it splits the text into sentences (questions are skipped:
 "Is the answer correct?" states nothing), finds the verdict signals in each, and the last
 signal wins (conclusions come last: "Step 2 looked wrong, but the answer is correct" passes;
-"The answer is correct, but there is an error in step 2" fails). Signals are negation-aware
+"The answer is correct, but there is an error in step 2" fails), except that praise of a part
+of the work ("the method is fine", "correct approach") counts only when nothing else states a
+verdict ("The answer is wrong, but the method is fine" fails). Emphasis is ignored ("**not**
+correct"). Signals are negation-aware
 and a denied problem is a pass: "no errors", "I found no issues", "did not find any mistakes",
-"nothing wrong", "not wrong", "no changes needed", "verified", ✓ pass; "not correct", "I don't
+"nothing wrong", "not wrong", "none of the steps are wrong", "no changes needed", "verified",
+✓ pass; "not correct", "I don't
 think it is correct", "neither correct nor", "isn't right", "does not match", "there is
 an error", "wrong", "FAIL" fail. Mentions of *another* answer ("the correct answer is 18")
 are not a verdict on the candidate. No signal anywhere: ``None`` (the checker then counts it
@@ -38,7 +42,7 @@ _PROBLEM = (
 _GOOD = (
     r"(?:correct(?:ly)?|right|valid|accurate(?:ly)?|sound|fine|ok(?:ay)?|true|pass(?:es|ed)?|"
     r"succeed(?:s|ed)?|"
-    r"approved?|accept(?:s|ed|able)?|match(?:es|ed)?|agrees?|consistent|lgtm|"
+    r"approved?|accept(?:s|ed|able)?|match(?:es|ed)?|agree(?:s|d)?|consistent|lgtm|"
     r"checks?\s+out|looks?\s+good|all\s+good|holds?|verified|confirm(?:s|ed)?)"
 )
 _BAD = (
@@ -54,17 +58,31 @@ _DOUBT = (
     r"(?:\s+(?:that|whether|if))?\s+(?:[\w'’]+\s+){0,5}?"
 )
 
+# Praise of a part of the work ("the method is fine", "right idea") is a weak pass: it counts
+# only when the text states no other verdict, so "The answer is wrong. However, the method is
+# correct." fails. Criticism of a part ("the method is wrong") is a fail like any other.
+_PART = (
+    r"(?:method|approach|reasoning|logic|idea|setup|set-up|strategy|formula|explanation|"
+    r"process|derivation|working|steps?(?:\s+\d+)?|setups?)"
+)
+WEAK = "weak"
+
 # (pattern, verdict) in priority order: a span claimed by an earlier pattern is not read again.
 # ``None`` marks a neutral span (a mention, not a verdict) that only hides its words.
-_SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
+_SIGNALS: tuple[tuple[re.Pattern[str], bool | str | None], ...] = tuple(
     (re.compile(pattern, re.I), verdict)
     for pattern, verdict in (
-        (rf"\b{_PROBLEM}\s*[:=\-]\s*(?:none|no|0)\b", True),  # "Errors: none"
+        (rf"\b{_PROBLEM}(?:\s+found)?\s*[:=\-]\s*(?:none|no|0)\b", True),  # "Errors: none"
         (
-            rf"\b(?:no|without(?:\s+any)?|zero|free\s+(?:of|from)(?:\s+any)?)\s+{_GAP}{_PROBLEM}",
+            rf"\b(?:no|without(?:\s+any)?|zero|0|free\s+(?:of|from)(?:\s+any)?)\s+{_GAP}{_PROBLEM}",
             True,
         ),
-        (rf"{_NEG}\s+{_GAP}any\s+{_GAP}{_PROBLEM}", True),  # "did not find any errors"
+        # "did not find any errors", "there isn't a single mistake"
+        (rf"{_NEG}\s+{_GAP}(?:any|a|an|one|a\s+single)\s+{_GAP}{_PROBLEM}", True),
+        (r"\bno\s+(?:\w+\s+)?match(?:es)?\b", False),  # "No match."
+        # "None of the steps are wrong", "neither step has errors"; "none of them is correct"
+        (rf"\b(?:none|neither)\b\s+(?:of\s+)?(?:[\w'’]+\s+){{0,5}}?(?:{_BAD}|{_PROBLEM})\b", True),
+        (rf"\b(?:none|neither)\b\s+(?:of\s+)?(?:[\w'’]+\s+){{0,5}}?{_GOOD}\b", False),
         (
             # "No changes needed", "does not need any corrections"
             r"\b(?:no\s+(?:further\s+)?|(?:not|n't)\s+(?:need|require)\s+(?:any\s+)?)"
@@ -73,7 +91,6 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
         ),
         (rf"{_DOUBT}{_BAD}\b", True),  # "I don't think it is wrong"
         (rf"{_DOUBT}{_GOOD}\b", False),  # "I don't think it is correct"
-        (rf"\bneither\s+{_GOOD}\b", False),  # "neither correct nor complete"
         (r"\b(?:error|mistake|bug|problem|issue)[- ]free\b", True),
         (
             r"\bnothing\s+(?:\w+\s+){0,2}?(?:wrong|incorrect|amiss|to\s+(?:fix|correct|change))\b",
@@ -82,6 +99,12 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
         (rf"{_NEG}\s+{_GAP}{_BAD}\b", True),  # "not wrong", "isn't incorrect"
         (rf"{_NEG}\s+{_GAP}{_GOOD}\b", False),  # "not correct", "does not match"
         (rf"\b(?:partially|partly|mostly|almost|nearly|not\s+quite)\b(?:\s+{_GOOD})?", False),
+        (
+            rf"\b{_PART}\s+(?:[\w'’]+\s+){{0,2}}?(?:is|are|was|were|seems?|looks?)\s+"
+            rf"(?:[\w'’]+\s+){{0,2}}?{_GOOD}\b",
+            WEAK,
+        ),  # "the method is correct"
+        (rf"\b{_GOOD}\s+{_PART}\b", WEAK),  # "right idea", "correct approach"
         (r"\bneeds?\s+(?:\w+\s+)?(?:correction|fixing|revision|to\s+be\s+\w+ed)\b", False),
         (
             # another answer named, not a verdict: "The correct answer is 18", "Correct answer: 18"
@@ -104,6 +127,8 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | None], ...] = tuple(
         (r"^\W*(?:no\b(?!\s+\w)|nope\b)", False),  # "No." / "No, ..." but not "No errors"
     )
 )
+# emphasis is dropped before reading: "the answer is **not** correct"
+_EMPHASIS_RE = re.compile(r"\*+|(?<!\w)_+|_+(?!\w)|`")
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _TAG_RE = re.compile(r"<\s*verdict\s*>(.*?)(?:<\s*/\s*verdict\s*>|\Z)", re.I | re.S)
 _LABEL_RE = re.compile(
@@ -136,12 +161,13 @@ def _unquoted(text: str) -> str:
     return _QUOTED_RE.sub(lambda m: " " if len(m.group(0).split()) >= 3 else m.group(0), text)
 
 
-def _sentence_verdict(sentence: str) -> bool | None:
-    text = sentence.strip().strip("*_`\"'").strip()
+def _sentence_signals(sentence: str) -> list[tuple[int, bool | str]]:
+    """The verdict signals of one sentence, as (position, verdict or `WEAK`)."""
+    text = _EMPHASIS_RE.sub("", sentence).strip().strip("\"'").strip()
     if not text or text.endswith("?"):
-        return None
+        return []
     claimed = [False] * len(text)
-    found: list[tuple[int, bool]] = []
+    found: list[tuple[int, bool | str]] = []
     for pattern, verdict in _SIGNALS:
         for match in pattern.finditer(text):
             start, end = match.span()
@@ -150,7 +176,7 @@ def _sentence_verdict(sentence: str) -> bool | None:
             claimed[start:end] = [True] * (end - start)
             if verdict is not None:
                 found.append((start, verdict))
-    return max(found)[1] if found else None
+    return sorted(found, key=lambda item: item[0])
 
 
 def classify(text: str) -> bool | None:
@@ -164,11 +190,16 @@ def classify(text: str) -> bool | None:
         >>> classify("There is an error in step 2")
         False
     """
-    verdict = None
+    verdict: bool | None = None
+    weak = False
     for sentence in _SENTENCE_SPLIT_RE.split(text):
-        found = _sentence_verdict(sentence)
-        if found is not None:
-            verdict = found
+        for _, found in _sentence_signals(sentence):
+            if found == WEAK:
+                weak = True
+            else:
+                verdict = bool(found)
+    if verdict is None and weak:
+        return True
     return verdict
 
 

@@ -157,6 +157,18 @@ MORE_PASSES = [
     "Expected: 12\nGot: 12\nPASS",
     "Is the answer correct? Yes, it is.",
     "👍",
+    "The answer is **correct**.",
+    "None of the steps contain errors.",
+    "None of the calculations are wrong.",
+    "Neither of the steps is wrong.",
+    "There isn't a single error.",
+    "I didn't find an error.",
+    "I did not find a single issue with the solution.",
+    "Agreed.",
+    "0 errors found.",
+    "Errors found: 0",
+    "Problems found: None",
+    "The method is correct and all steps are fine.",
 ]
 MORE_FAILS = [
     "Let me check step by step.\n\nStep 1: 3*4 = 12. Correct.\nStep 2: 12+1 = 13. This is wrong, "
@@ -201,6 +213,17 @@ MORE_FAILS = [
     "The solution correctly adds but incorrectly multiplies.",
     "2 of 5 tests fail.",
     "Expected: 12\nGot: 13\nFAIL",
+    # emphasis inside a negation
+    "The answer is *not* correct.",
+    "The answer is **not** correct.",
+    "The answer is _not_ correct.",
+    "The answer *isn't* right.",
+    # praise of a part does not outrank a verdict on the answer
+    "The final answer 8 is wrong. However, the method is correct.",
+    "The answer is not correct, but the method is fine.",
+    "Step 2 is wrong. Step 3 is fine.",
+    "None of the steps are correct.",
+    "No match.",
 ]
 
 
