@@ -15,20 +15,18 @@ In places 1-3 a leading PASS/FAIL token decides by itself ("PASS - minor formatt
 Quoted spans of three words or more are dropped first: they are the question or the candidate
 speaking ("the question says 'Tom got 3 answers wrong'"), not the checker.
 
-Each place is read by `classify`: it splits the text into sentences (questions are skipped:
-"Is the answer correct?" states nothing), finds the verdict signals in each, and the last
-signal wins (conclusions come last: "Step 2 looked wrong, but the answer is correct" passes;
-"The answer is correct, but there is an error in step 2" fails), except that praise of a part
-of the work ("the method is fine", "correct approach") counts only when nothing else states a
-verdict ("The answer is wrong, but the method is fine" fails). Emphasis is ignored ("**not**
-correct"). Signals are negation-aware
-and a denied problem is a pass: "no errors", "I found no issues", "did not find any mistakes",
-"nothing wrong", "not wrong", "none of the steps are wrong", "no changes needed", "verified",
-✓ pass; "not correct", "I don't
-think it is correct", "neither correct nor", "isn't right", "does not match", "there is
-an error", "wrong", "FAIL" fail. Mentions of *another* answer ("the correct answer is 18")
-are not a verdict on the candidate. No signal anywhere: ``None`` (the checker then counts it
-as a fail).
+Each place is read by `classify`: it splits the text into sentences (questions are skipped: "Is
+the answer correct?" states nothing), finds the verdict signals in each, and the last signal
+wins (conclusions come last: "Step 2 looked wrong, but the answer is correct" passes; "The
+answer is correct, but there is an error in step 2" fails), except that praise of a part of the
+work ("the method is fine", "correct approach") counts only when nothing else states a verdict
+("The answer is wrong, but the method is fine" fails). Emphasis is ignored ("**not** correct").
+Signals are negation-aware and a denied problem is a pass: "no errors", "I found no issues",
+"did not find any mistakes", "nothing wrong", "not wrong", "none of the steps are wrong", "no
+changes needed", "verified", ✓ pass; "not correct", "I don't think it is correct", "neither
+correct nor", "isn't right", "does not match", "there is an error", "wrong", "FAIL" fail.
+Mentions of *another* answer ("the correct answer is 18") are not a verdict on the candidate. No
+signal anywhere: ``None`` (the checker then counts it as a fail).
 """
 
 from __future__ import annotations
