@@ -8,10 +8,12 @@ states a usable answer, and otherwise the candidate is kept (its own final form 
 one, else the candidate unchanged):
 
 * math: the reply must *state* an answer (a non-empty ``<answer>`` tag, a ``\\boxed{}``, a
-  final-answer line, or a bare one-line answer; never a number guessed out of chatter), and
-  the answer must be free of words once normalised; when the candidate itself states a number,
-  the reply must keep its value (``0.5`` for ``1/2``, ``0.33`` for ``1/3`` rounded; not ``19``
-  for ``18``, nor ``x``): Format writes the answer in form, it does not solve again;
+  final-answer line, or a bare one-line answer; never a number guessed out of chatter), and the
+  answer must be free of words once normalised; when the candidate itself states an answer with
+  a value (a digit or a LaTeX command in it), the reply must be equivalent to it under the math
+  scorer's rules (``0.5`` for ``1/2``, ``0.33`` for ``1/3`` rounded; not ``19`` for ``18``,
+  ``x`` for ``18``, nor ``1.41`` for ``\\sqrt{2}``): Format writes the answer in form, it does
+  not solve again;
 * qa: a non-empty ``<answer>`` tag, or a reply that is one short line (not a lead-in such as
   "Here is the answer:");
 * code: the reply's program must parse, define the entry point, and define every top-level
@@ -26,6 +28,7 @@ A failed call keeps the candidate too (with the error recorded).
 from __future__ import annotations
 
 import ast
+import re
 from typing import TYPE_CHECKING
 
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
@@ -36,7 +39,6 @@ from flowsteer.rewards.math_answer import (
     extract_final_answer,
     is_bare_answer,
     normalize_math_answer,
-    numeric_value,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ _FORMS = {
     "code/no_entry": "Reply with only the Python code the problem asks for in one ```python block.",
 }
 _MAX_QA_WORDS = 12
+_HAS_VALUE_RE = re.compile(r"\d|\\[A-Za-z]")  # a digit or a LaTeX command: the answer has a value
 _KEPT = "(the Format reply had no usable answer; the candidate is kept)"
 
 
@@ -164,7 +167,7 @@ class FormatOperator(Operator):
         candidate stated; for code, every definition and every implemented body."""
         if task.kind == "math":
             own = stated_answer(candidate, task)
-            if own is None or numeric_value(normalize_math_answer(own)[0]) is None:
+            if own is None or not _HAS_VALUE_RE.search(own):  # nothing stated, or a bare "x"
                 return True
             return MathAnswerScorer().equivalent(own, answer)
         if task.kind != "code":

@@ -147,10 +147,15 @@ def test_math_format_that_changes_a_stated_value_keeps_the_candidate(reply):
         ("Final answer: 18.00", "<answer>18</answer>", "18"),
         ("Final answer: 10%", "<answer>0.1</answer>", "0.1"),
         ("She makes 9 times 2 dollars", "<answer>18</answer>", "18"),  # nothing stated: used
+        ("Final answer: \\dfrac{\\pi}{2}", "<answer>\\frac{\\pi}{2}</answer>", "\\frac{\\pi}{2}"),
     ],
 )
 def test_math_format_that_keeps_the_value_is_used(candidate, reply, expected):
     assert formatted(MATH, candidate, reply) == expected
+
+
+def test_math_format_that_approximates_an_exact_expression_keeps_it():
+    assert formatted(MATH, "Final answer: \\sqrt{2}", "<answer>1.41</answer>") == "\\sqrt{2}"
 
 
 @pytest.mark.parametrize(
