@@ -90,6 +90,10 @@ _UNIT_TAIL_RE = re.compile(
     r"(?:\s*\^\s*(?:\{\s*\d\s*\}|\d))?\s*\.?$"
 )
 _INLINE_MATH_RE = re.compile(r"\$([^$]+)\$")
+# "The answer is not 5, but 6": the denied part, up to the next clause
+_DENIED_RE = re.compile(
+    r"^\W*not\b[^,;]*?(?:(?:[,;]|\.(?=\s|$))\s*(?:but|it\s+is|it's|rather)?\s*|$)", re.I
+)
 _PERCENT_RE = re.compile(r"\s*(?:\\%|%|\s+percent)\s*$", re.IGNORECASE)
 _FINAL_LINE_RES = (
     re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE),
@@ -189,7 +193,11 @@ def is_bare_answer(text: str, max_chars: int = 256) -> bool:
 
 def _answer_in_sentence(text: str) -> str:
     """A final-answer line that goes on in words ("$\\frac12$, since ...", "5 apples left
-    after ...") keeps its first inline math, else its first number; a bare one is kept whole."""
+    after ...") keeps its first inline math, else its first number; a bare one is kept whole.
+    A denied answer is not the answer: "not 5, but 6" is 6, and "not 5." states none ("")."""
+    denied = _DENIED_RE.match(text)
+    if denied:
+        return _answer_in_sentence(text[denied.end() :]) if text[denied.end() :].strip() else ""
     if not _WORD_RE.search(_LATEX_WORD_RE.sub(" ", text)):
         return text
     inline = _INLINE_MATH_RE.search(text)

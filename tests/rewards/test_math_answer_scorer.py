@@ -288,3 +288,18 @@ def test_numpy_floats_come_back_as_plain_numbers() -> None:
     assert program_answer(np.float64(2.5)) == "2.5"
     assert program_answer(np.float64(0.1) + np.float64(0.2)) == "0.3"
     assert program_answer(np.float64(18.0)) == "18"
+
+
+@pytest.mark.parametrize(
+    ("gold", "prediction", "score"),
+    [
+        ("5", "The answer is not 5. It is 6.", 0.0),
+        ("5", "The final answer is not 5.", 0.0),
+        ("5", "Answer: not 5", 0.0),
+        ("6", "The answer is not 5, but 6.", 1.0),
+        ("6", "The answer is not 5.5, but 6", 1.0),
+        ("5", "The answer is 5, not 6.", 1.0),
+    ],
+)
+def test_a_denied_answer_is_not_the_answer(gold: str, prediction: str, score: float) -> None:
+    assert SCORE(math_task(gold), prediction) == score
