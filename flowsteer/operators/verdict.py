@@ -35,13 +35,13 @@ import re
 
 _PROBLEM = (
     r"(?:errors?|mistakes?|issues?|problems?|flaws?|bugs?|discrepanc(?:y|ies)|"
-    r"inconsistenc(?:y|ies)|concerns?|faults?)"
+    r"inconsistenc(?:y|ies)|concerns?|faults?|objections?)"
 )
 _GOOD = (
     r"(?:correct(?:ly)?|right|valid|accurate(?:ly)?|sound|fine|ok(?:ay)?|true|pass(?:es|ed)?|"
     r"succeed(?:s|ed)?|"
     r"approved?|accept(?:s|ed|able)?|match(?:es|ed)?|agree(?:s|d)?|consistent|lgtm|"
-    r"checks?\s+out|looks?\s+good|all\s+good|holds?|verified|confirm(?:s|ed)?)"
+    r"checks?\s+out|looks?\s+good|all\s+good|spot\s+on|holds?|verified|confirm(?:s|ed)?)"
 )
 _BAD = (
     r"(?:incorrect(?:ly)?|wrong(?:ly)?|invalid|inaccurate|erroneous|mistaken|flawed|false|"
@@ -97,6 +97,30 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | str | None], ...] = tuple(
         (rf"{_NEG}\s+{_GAP}{_BAD}\b", True),  # "not wrong", "isn't incorrect"
         (rf"{_NEG}\s+{_GAP}{_GOOD}\b", False),  # "not correct", "does not match"
         (rf"\b(?:partially|partly|mostly|almost|nearly|not\s+quite)\b(?:\s+{_GOOD})?", False),
+        # a restricted or counterfactual pass is a fail: "correct except step 3", "correct only
+        # for the first part", "it would be correct if the rate were 3"
+        (
+            rf"\b{_GOOD}\b[^.;!?]*?\b(?:except|apart\s+from|other\s+than|save\s+for|"
+            r"only\s+(?:if|when|for|up\s+to|in|partly|partially)|only\b(?=\s*[.;!?]|\s*$))",
+            False,
+        ),
+        (rf"\b(?:would|could|might)\s+(?:\w+\s+)?be\s+{_GOOD}\b", False),
+        # someone else's claim is no verdict: "the candidate claims the answer is correct"
+        (
+            r"\b(?:candidate|solution|author|student|model|it|they|he|she)\s+(?:claims?|says?|"
+            rf"states?|asserts?|believes?|thinks?)\s+(?:that\s+)?(?:[\w'’]+\s+){{0,4}}?"
+            rf"(?:{_GOOD}|{_BAD})\b",
+            None,
+        ),
+        # an elliptical denial: "..., but it isn't."
+        (r"\b(?:is|are|was|were|does|do|did)(?:\s+not|n't)\s*(?=[.!,;]|$)", False),
+        (r"\b(?:so|then|thus|hence|therefore)\s*,?\s+no\b(?!\s+\w)", False),  # "So no."
+        (r"\b(?:so|then|thus|hence|therefore)\s*,?\s+yes\b(?!\s+\w)", True),
+        # praise of "everything else" or "the rest" is partial: it needs no other verdict
+        (
+            rf"\b(?:(?:everything|all)\s+else|the\s+rest(?:\s+of\s+\w+)?)\s+(?:[\w'’]+\s+){{0,2}}?{_GOOD}\b",
+            WEAK,
+        ),
         (
             rf"\b{_PART}\s+(?:[\w'’]+\s+){{0,2}}?(?:is|are|was|were|seems?|looks?)\s+"
             rf"(?:[\w'’]+\s+){{0,2}}?{_GOOD}\b",
@@ -108,6 +132,12 @@ _SIGNALS: tuple[tuple[re.Pattern[str], bool | str | None], ...] = tuple(
             # another answer named, not a verdict: "The correct answer is 18", "Correct answer: 18"
             r"\b(?:(?:the|a|an)\s+)?(?:correct|right|true|expected|accurate)\s+(?:final\s+)?"
             r"(?:answer|value|result|solution|number|total|output)\s*(?:is|was|would|should|[=:])",
+            None,
+        ),
+        # "one less than the correct 18", "the expected value of 18"
+        (
+            r"\b(?:the|a|an)\s+(?:correct|right|true|expected|accurate)\s+(?:\w+\s+){0,2}?"
+            r"\$?-?\d",
             None,
         ),
         (r"\bcorrect(?:ed|ing|ion|ions)\b|\bright\s+(?:now|after|before|away)\b", None),

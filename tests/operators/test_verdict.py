@@ -96,7 +96,12 @@ def test_text_without_a_verdict_has_none(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["Correct answer: 18. The candidate wrote 17.", "The right value would be 18; I get 17."],
+    [
+        "Correct answer: 18. The candidate wrote 17.",
+        "The right value would be 18; I get 17.",
+        "The candidate's answer, 17, is one less than the correct 18.",
+        "Unfortunately, the answer is 17, whereas the correct value is 18.",
+    ],
 )
 def test_naming_another_answer_is_no_pass(text):
     assert parse_verdict(text) is not True
@@ -169,6 +174,11 @@ MORE_PASSES = [
     "Errors found: 0",
     "Problems found: None",
     "The method is correct and all steps are fine.",
+    "I have no objections.",
+    "Spot on.",
+    "The candidate is correct: 9 * 2 = 18, not 17 as one might think.",
+    "Correct - though the explanation could be shorter.",
+    "My own answer: <answer>18</answer>. The candidate says 18, which matches.",
 ]
 MORE_FAILS = [
     "Let me check step by step.\n\nStep 1: 3*4 = 12. Correct.\nStep 2: 12+1 = 13. This is wrong, "
@@ -224,6 +234,15 @@ MORE_FAILS = [
     "Step 2 is wrong. Step 3 is fine.",
     "None of the steps are correct.",
     "No match.",
+    # restricted, counterfactual and attributed passes
+    "Correct except for the final step, which gives 17 instead of 18.",
+    "Everything is correct except the final answer.",
+    "All steps are right except step 3.",
+    "The result is correct for the first part only.",
+    "It would be correct if the rate were 3, but the rate is 2.",
+    "The candidate claims the answer is correct, but it isn't.",
+    "The candidate is correct only if we ignore the tax, which we cannot. So no.",
+    "The answer is incorrect. Everything else checks out.",
 ]
 
 
