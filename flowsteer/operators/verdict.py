@@ -24,9 +24,11 @@ work ("the method is fine", "correct approach") counts only when nothing else st
 Signals are negation-aware and a denied problem is a pass: "no errors", "I found no issues",
 "did not find any mistakes", "nothing wrong", "not wrong", "none of the steps are wrong", "no
 changes needed", "verified", ✓ pass; "not correct", "I don't think it is correct", "neither
-correct nor", "isn't right", "does not match", "there is an error", "wrong", "FAIL" fail.
-Mentions of *another* answer ("the correct answer is 18") are not a verdict on the candidate. No
-signal anywhere: ``None`` (the checker then counts it as a fail).
+correct nor", "isn't right", "does not match", "there is an error", "wrong", "FAIL" fail. A
+restricted, counterfactual or attributed pass ("correct except step 3", "it would be correct
+if", "the candidate claims it is correct") is no pass. Mentions of *another* answer ("the
+correct answer is 18") are not a verdict on the candidate. No signal anywhere: ``None`` (the
+checker then counts it as a fail).
 """
 
 from __future__ import annotations
