@@ -20,7 +20,8 @@ one, else the candidate unchanged):
   name (function, class, import, constant) the candidate defined: a model asked to "format"
   code sometimes returns only part of it, dropping a helper the entry point calls; nor may
   it turn a function the candidate implemented into a stub (``pass``, ``...``, a docstring,
-  ``raise NotImplementedError``: "rest unchanged"), or the whole program into one.
+  ``raise NotImplementedError``: "rest unchanged"), or the whole program into one, nor change
+  a function's parameters (names, defaults, ``*args``/``**kwargs``; annotations may change).
 
 A failed call keeps the candidate too (with the error recorded).
 """
@@ -112,6 +113,27 @@ def stubbed_names(program: str) -> set[str] | None:
     return stubs
 
 
+def signatures(program: str) -> dict[str, tuple[object, ...]]:
+    """The parameters of each top-level function (last definition wins), without annotations:
+    positional names, defaults count, ``*args``, keyword-only names, ``**kwargs``."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[str, tuple[object, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            out[node.name] = (
+                tuple(x.arg for x in [*a.posonlyargs, *a.args]),
+                len(a.defaults),
+                a.vararg is not None,
+                tuple(x.arg for x in a.kwonlyargs),
+                a.kwarg is not None,
+            )
+    return out
+
+
 def stated_answer(text: str, task: Task) -> str | None:
     """The answer `text` states in the task's final form, or ``None`` (see the module
     docstring); for code, only that the program defines the entry point is checked here."""
@@ -183,7 +205,10 @@ class FormatOperator(Operator):
         stubs_before = stubbed_names(before_program) or set()
         stubs_after = stubbed_names(after_program) or set()
         new_stubs = {name.split(".")[0] for name in stubs_after - stubs_before}
-        return before <= after and not new_stubs & (before | {"<module>"})
+        if not before <= after or new_stubs & (before | {"<module>"}):
+            return False
+        params_before, params_after = signatures(before_program), signatures(after_program)
+        return all(params_after.get(n, p) == p for n, p in params_before.items())
 
     @staticmethod
     def _kept(candidate: str, task: Task) -> str:
@@ -197,4 +222,4 @@ class FormatOperator(Operator):
         return own or candidate
 
 
-__all__ = ["FormatOperator", "defined_names", "stated_answer", "stubbed_names"]
+__all__ = ["FormatOperator", "defined_names", "signatures", "stated_answer", "stubbed_names"]

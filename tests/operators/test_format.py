@@ -190,3 +190,21 @@ def test_a_prompt_stub_does_not_hide_a_stubbed_completion():
     task = Task("he/0", "humaneval", "code", prompt, "", entry_point="inc", tests=("x",))
     reply = '```python\ndef inc(x):\n    """Add one."""\n    ...\n```'
     assert formatted(task, "    return x + 1\n", reply).strip().endswith("return x + 1")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        PASSING.replace("def sum_squares(xs):", "def sum_squares():"),
+        PASSING.replace("def sum_squares(xs):", "def sum_squares(xs, ys):"),
+        PASSING.replace("def square(x):", "def square(x, scale):"),
+    ],
+)
+def test_code_format_that_changes_a_signature_keeps_the_candidate(reply):
+    answer = formatted(CODE, PASSING, f"```python\n{reply}```")
+    assert answer.strip() == PASSING.strip()
+
+
+def test_code_format_may_add_annotations():
+    reply = PASSING.replace("def sum_squares(xs):", "def sum_squares(xs: list[int]) -> int:")
+    assert "list[int]" in formatted(CODE, PASSING, f"```python\n{reply}```")
