@@ -13,7 +13,8 @@ wrong"). The verdict is read from the most explicit place that has one, in this 
 
 In places 1-3 a leading PASS/FAIL token decides by itself ("PASS - minor formatting issues").
 Quoted spans of three words or more are dropped first: they are the question or the candidate
-speaking ("the question says 'Tom got 3 answers wrong'"), not the checker.
+speaking ("the question says 'Tom got 3 answers wrong'"), not the checker; only when nothing
+else states a verdict are they read (a checker quoting its own verdict).
 
 Each place is read by `classify`: it splits the text into sentences (questions are skipped: "Is
 the answer correct?" states nothing), finds the verdict signals in each, and the last signal
@@ -265,13 +266,24 @@ def parse_verdict(text: str) -> bool | None:
         True
     """
     tags = _TAG_RE.findall(text)
-    text = _unquoted(text)
+    found = _last_explicit(tags)
+    if found is not None:
+        return found
+    unquoted = _unquoted(text)
+    found = _read_places(unquoted)
+    if found is None and unquoted != text:  # the checker quoted its own verdict
+        found = _read_places(text)
+    return found
+
+
+def _read_places(text: str) -> bool | None:
+    """Places 2-4 of the module docstring (labels, PASS/FAIL lines, the whole text)."""
     labels = [
         m.group(2)
         for m in _LABEL_RE.finditer(text)
         if m.group(1).lower() not in _WEAK_LABELS or _STARTS_WITH_VERDICT_RE.match(m.group(2))
     ]
-    for texts in (tags, labels, _TOKEN_LINE_RE.findall(text)):
+    for texts in (labels, _TOKEN_LINE_RE.findall(text)):
         found = _last_explicit(texts)
         if found is not None:
             return found

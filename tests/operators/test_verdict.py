@@ -272,3 +272,8 @@ def test_quoted_question_text_is_not_the_checker_speaking():
     quoted = 'The question: "Which of these answers is incorrect and why was it marked wrong." '
     assert parse_verdict(quoted + "The candidate's answer is right.") is True
     assert parse_verdict(quoted + "I verified it.") is True
+
+
+def test_a_checker_quoting_its_own_verdict_is_still_read():
+    assert parse_verdict('My verdict: "The answer is correct and complete."') is True
+    assert parse_verdict('I conclude: "the final answer is wrong here".') is False
