@@ -15,7 +15,9 @@ one, else the candidate unchanged):
   ``x`` for ``18``, nor ``1.41`` for ``\\sqrt{2}``): Format writes the answer in form, it does
   not solve again;
 * qa: a non-empty ``<answer>`` tag, or a reply that is one short line (not a lead-in such as
-  "Here is the answer:");
+  "Here is the answer:"), and a span taken from the candidate (sharing a word with it; an
+  abstention such as "unanswerable" only where the candidate abstained too), so "I don't know"
+  or a different name never replaces a candidate's answer;
 * code: the reply's program must parse, define the entry point, and define every top-level
   name (function, class, import, constant) the candidate defined: a model asked to "format"
   code sometimes returns only part of it, dropping a helper the entry point calls; nor may
@@ -41,6 +43,7 @@ from flowsteer.rewards.math_answer import (
     is_bare_answer,
     normalize_math_answer,
 )
+from flowsteer.rewards.qa_answer import DEFAULT_NO_ANSWER_PHRASES, normalize_answer
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend
@@ -57,6 +60,15 @@ _FORMS = {
     "code/no_entry": "Reply with only the Python code the problem asks for in one ```python block.",
 }
 _MAX_QA_WORDS = 12
+_NO_ANSWER = frozenset(normalize_answer(p) for p in DEFAULT_NO_ANSWER_PHRASES)
+_FUNCTION_WORDS = frozenset({  # words that say nothing about which answer it is
+    "i", "you", "he", "she", "it", "we", "they", "is", "was", "are", "were", "be", "been", "do",
+    "does", "did", "of", "in", "on", "at", "to", "for", "by", "with", "and", "or", "but", "that",
+    "this", "think", "know", "dont",
+})  # fmt: skip
+_ABSTAINING_WORDS = frozenset(
+    {"no", "not", "none", "cannot", "unknown", "unanswerable", "doesnt", "isnt", "nowhere"}
+)
 _HAS_VALUE_RE = re.compile(r"\d|\\[A-Za-z]")  # a digit or a LaTeX command: the answer has a value
 _KEPT = "(the Format reply had no usable answer; the candidate is kept)"
 
@@ -158,6 +170,16 @@ def stated_answer(text: str, task: Task) -> str | None:
     return final_form(text, task)
 
 
+def _qa_keeps(answer: str, candidate: str) -> bool:
+    """A qa span is extracted from the candidate: it shares a word with it, or it abstains
+    ("unanswerable") where the candidate did too ("the passage does not say")."""
+    said = set(normalize_answer(candidate).split())
+    span = normalize_answer(answer)
+    if (set(span.split()) - _FUNCTION_WORDS) & said:
+        return True
+    return span in _NO_ANSWER and bool(said & _ABSTAINING_WORDS)
+
+
 class FormatOperator(Operator):
     """Extracts the final answer in the expected form (see the module docstring)."""
 
@@ -192,6 +214,8 @@ class FormatOperator(Operator):
             if own is None or not _HAS_VALUE_RE.search(own):  # nothing stated, or a bare "x"
                 return True
             return MathAnswerScorer().equivalent(own, answer)
+        if task.kind == "qa":
+            return _qa_keeps(answer, candidate)
         if task.kind != "code":
             return True
         after_program = build_candidate_program(task, answer)

@@ -208,3 +208,14 @@ def test_code_format_that_changes_a_signature_keeps_the_candidate(reply):
 def test_code_format_may_add_annotations():
     reply = PASSING.replace("def sum_squares(xs):", "def sum_squares(xs: list[int]) -> int:")
     assert "list[int]" in formatted(CODE, PASSING, f"```python\n{reply}```")
+
+
+@pytest.mark.parametrize("reply", ["I don't know", "<answer>Christopher Marlowe</answer>", "N/A"])
+def test_qa_format_that_answers_something_else_keeps_the_candidate(reply):
+    assert formatted(QA, "It was William Shakespeare.", reply) == "It was William Shakespeare"
+    assert formatted(QA, "I think it was Shakespeare", reply) == "I think it was Shakespeare"
+
+
+def test_qa_format_may_turn_an_abstaining_candidate_into_the_no_answer_phrase():
+    candidate = "The passage does not say who wrote it."
+    assert formatted(QA, candidate, "<answer>unanswerable</answer>") == "unanswerable"
