@@ -37,7 +37,8 @@ Aggregate
 Format              no     yes (reformatted)   no              no          candidate (never
                                                                            worse: see Format)
 parallel [A, B, …]  children all run on the same input state; their answers become the
-                    candidate list (child order) and the first answer the current candidate
+                    candidate list (child order) and the first answer the current candidate;
+                    a checker child's verdict on the input candidate is dropped if it changed
 ==================  =====  ==================  ==============  ==========  ==================
 
 Rules behind the table:
@@ -170,7 +171,9 @@ class WorkflowState:
         """The state after a parallel block whose children (all run on `self`) gave `outs`.
 
         Each output is applied in child order; then, if any child answered, the answers
-        become the candidate list and the first of them the current candidate.
+        become the candidate list and the first of them the current candidate. A checker in
+        the block judged the block's input candidate, so when the current candidate changed
+        its verdict and feedback are dropped (whatever the child order).
         """
         state = self
         for out in outs:
@@ -178,6 +181,8 @@ class WorkflowState:
         answers = tuple(o.answer for o in outs if o.answer)
         if answers:
             state = dataclasses.replace(state, candidates=answers, candidate=answers[0])
+            if answers[0] != self.candidate:
+                state = dataclasses.replace(state, feedback="", passed=None)
         return state
 
 

@@ -8,13 +8,22 @@ states a usable answer, and otherwise the candidate is kept (its own final form 
 one, else the candidate unchanged):
 
 * math: the reply must *state* an answer (a non-empty ``<answer>`` tag, a ``\\boxed{}``, a
-  final-answer line, or a bare one-line answer; never a number guessed out of chatter), and
-  the answer must be free of words once normalised;
+  final-answer line, or a bare one-line answer; never a number guessed out of chatter), and the
+  answer must be free of words once normalised; when the candidate itself states an answer with
+  a value (a digit or a LaTeX command in it), the reply must be equivalent to it under the math
+  scorer's rules (``0.5`` for ``1/2``, ``0.33`` for ``1/3`` rounded; not ``19`` for ``18``,
+  ``x`` for ``18``, nor ``1.41`` for ``\\sqrt{2}``): Format writes the answer in form, it does
+  not solve again;
 * qa: a non-empty ``<answer>`` tag, or a reply that is one short line (not a lead-in such as
-  "Here is the answer:");
+  "Here is the answer:"), and a span taken from the candidate (sharing a word with it; an
+  abstention such as "unanswerable" only where the candidate abstained too), so "I don't know"
+  or a different name never replaces a candidate's answer;
 * code: the reply's program must parse, define the entry point, and define every top-level
   name (function, class, import, constant) the candidate defined: a model asked to "format"
-  code sometimes returns only part of it, dropping a helper the entry point calls.
+  code sometimes returns only part of it, dropping a helper the entry point calls; nor may
+  it turn a function the candidate implemented into a stub (``pass``, ``...``, a docstring,
+  ``raise NotImplementedError``: "rest unchanged"), or the whole program into one, nor change
+  a function's parameters (names, defaults, ``*args``/``**kwargs``; annotations may change).
 
 A failed call keeps the candidate too (with the error recorded).
 """
@@ -22,16 +31,19 @@ A failed call keeps the candidate too (with the error recorded).
 from __future__ import annotations
 
 import ast
+import re
 from typing import TYPE_CHECKING
 
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import final_form, parse_answer, tagged
 from flowsteer.rewards.code_answer import build_candidate_program
 from flowsteer.rewards.math_answer import (
+    MathAnswerScorer,
     extract_final_answer,
     is_bare_answer,
     normalize_math_answer,
 )
+from flowsteer.rewards.qa_answer import DEFAULT_NO_ANSWER_PHRASES, normalize_answer
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend
@@ -48,6 +60,16 @@ _FORMS = {
     "code/no_entry": "Reply with only the Python code the problem asks for in one ```python block.",
 }
 _MAX_QA_WORDS = 12
+_NO_ANSWER = frozenset(normalize_answer(p) for p in DEFAULT_NO_ANSWER_PHRASES)
+_FUNCTION_WORDS = frozenset({  # words that say nothing about which answer it is
+    "i", "you", "he", "she", "it", "we", "they", "is", "was", "are", "were", "be", "been", "do",
+    "does", "did", "of", "in", "on", "at", "to", "for", "by", "with", "and", "or", "but", "that",
+    "this", "think", "know", "dont",
+})  # fmt: skip
+_ABSTAINING_WORDS = frozenset(
+    {"no", "not", "none", "cannot", "unknown", "unanswerable", "doesnt", "isnt", "nowhere"}
+)
+_HAS_VALUE_RE = re.compile(r"\d|\\[A-Za-z]")  # a digit or a LaTeX command: the answer has a value
 _KEPT = "(the Format reply had no usable answer; the candidate is kept)"
 
 
@@ -69,6 +91,59 @@ def defined_names(program: str) -> set[str] | None:
             for target in targets:
                 names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
     return names
+
+
+def _is_stub(body: list[ast.stmt]) -> bool:
+    """Whether a block does nothing: only ``pass``, ``...``, strings, ``raise NotImplementedError``."""
+    for node in body:
+        if isinstance(node, ast.Pass):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.Raise) and "NotImplementedError" in ast.unparse(node):
+            continue
+        return False
+    return True
+
+
+def stubbed_names(program: str) -> set[str] | None:
+    """The top-level functions (and class methods, as ``Class.name``) whose last definition
+    is a stub, plus ``"<module>"`` when the whole program is one; ``None`` when it does not
+    parse."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return None
+    stubs = {"<module>"} if _is_stub(tree.body) else set()
+    functions = ast.FunctionDef | ast.AsyncFunctionDef
+    defs = [(node.name, node) for node in tree.body if isinstance(node, functions)]
+    for cls in tree.body:
+        if isinstance(cls, ast.ClassDef):
+            defs += [(f"{cls.name}.{n.name}", n) for n in cls.body if isinstance(n, functions)]
+    for name, node in defs:  # the last definition of a name is the one that counts
+        (stubs.add if _is_stub(node.body) else stubs.discard)(name)
+    return stubs
+
+
+def signatures(program: str) -> dict[str, tuple[object, ...]]:
+    """The parameters of each top-level function (last definition wins), without annotations:
+    positional names, defaults count, ``*args``, keyword-only names, ``**kwargs``."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[str, tuple[object, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            out[node.name] = (
+                tuple(x.arg for x in [*a.posonlyargs, *a.args]),
+                len(a.defaults),
+                a.vararg is not None,
+                tuple(x.arg for x in a.kwonlyargs),
+                a.kwarg is not None,
+            )
+    return out
 
 
 def stated_answer(text: str, task: Task) -> str | None:
@@ -93,6 +168,16 @@ def stated_answer(text: str, task: Task) -> str | None:
     if len(lines[0].split()) > _MAX_QA_WORDS:
         return None
     return final_form(text, task)
+
+
+def _qa_keeps(answer: str, candidate: str) -> bool:
+    """A qa span is extracted from the candidate: it shares a word with it, or it abstains
+    ("unanswerable") where the candidate did too ("the passage does not say")."""
+    said = set(normalize_answer(candidate).split())
+    span = normalize_answer(answer)
+    if (set(span.split()) - _FUNCTION_WORDS) & said:
+        return True
+    return span in _NO_ANSWER and bool(said & _ABSTAINING_WORDS)
 
 
 class FormatOperator(Operator):
@@ -122,14 +207,32 @@ class FormatOperator(Operator):
 
     @staticmethod
     def _keeps(answer: str, candidate: str, task: Task) -> bool:
-        """Whether a formatted code answer still defines all that the candidate defined."""
+        """Whether a formatted answer keeps what the candidate had: for math, the value the
+        candidate stated; for code, every definition and every implemented body."""
+        if task.kind == "math":
+            own = stated_answer(candidate, task)
+            if own is None or not _HAS_VALUE_RE.search(own):  # nothing stated, or a bare "x"
+                return True
+            return MathAnswerScorer().equivalent(own, answer)
+        if task.kind == "qa":
+            return _qa_keeps(answer, candidate)
         if task.kind != "code":
             return True
-        after = defined_names(build_candidate_program(task, answer))
+        after_program = build_candidate_program(task, answer)
+        after = defined_names(after_program)
         if after is None:
             return False
-        before = defined_names(build_candidate_program(task, parse_answer(candidate, task)))
-        return before is None or before <= after
+        before_program = build_candidate_program(task, parse_answer(candidate, task))
+        before = defined_names(before_program)
+        if before is None:
+            return True
+        stubs_before = stubbed_names(before_program) or set()
+        stubs_after = stubbed_names(after_program) or set()
+        new_stubs = {name.split(".")[0] for name in stubs_after - stubs_before}
+        if not before <= after or new_stubs & (before | {"<module>"}):
+            return False
+        params_before, params_after = signatures(before_program), signatures(after_program)
+        return all(params_after.get(n, p) == p for n, p in params_before.items())
 
     @staticmethod
     def _kept(candidate: str, task: Task) -> str:
@@ -143,4 +246,4 @@ class FormatOperator(Operator):
         return own or candidate
 
 
-__all__ = ["FormatOperator", "defined_names", "stated_answer"]
+__all__ = ["FormatOperator", "defined_names", "signatures", "stated_answer", "stubbed_names"]

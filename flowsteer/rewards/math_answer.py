@@ -12,15 +12,19 @@ Two steps, each deliberately simple so a reward bug is easy to find:
 2. **Comparison.** Both answers are normalised (``$``/``\\$`` currency, ``\\(..\\)``, bold,
    trailing full stop, thousands separators ``1,000``, an assignment ``x = 5`` -> ``5``, a
    trailing unit: ``18 dollars``, ``25 m^2``, ``25 \\mbox{ cm}^2`` -> the number; a one-letter
-   unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays). Two
-   numbers (plain, ``a/b`` or ``\\frac{a}{b}``) are compared exactly as fractions (``0.5`` =
-   ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more significant digits is a
-   binary float printed whole and is read rounded to 12 (``0.30000000000000004`` = ``0.3``,
-   while ``3.31`` != ``3.3``). A decimal prediction with at least ``min_rounded_decimals``
-   places also matches a gold that it equals after rounding to that many places (``0.33`` for
-   ``1/3`` or ``\\frac{1}{3}``), because "round to two decimals" is a common instruction.
-   Everything else goes to math-verify (``\\frac{1}{2}``, ``\\sqrt{2}`` vs ``2^{1/2}``, sets,
-   intervals, expressions).
+   unit only after a space and only SI-like ``m g s l L h K N J W V A``, so ``3 x`` stays;
+   spaced thousands ``1 000``, ``12\\,500``). Two numbers (plain, scientific ``1.5e3``, ``a/b``,
+   ``\\frac{a}{b}`` or a mixed number ``3 1/2``, ``3\\frac{1}{2}``) are compared exactly as
+   fractions (``0.5`` = ``1/2``, ``18.00`` = ``18``), except that a decimal of 15 or more
+   significant digits is a binary float printed whole and is read rounded to 12
+   (``0.30000000000000004`` = ``0.3``, while ``3.31`` != ``3.3``); the digits before the point
+   and integers are never rounded (``123456789012345`` != ``123456789012000``). A decimal
+   prediction with at least ``min_rounded_decimals`` places also matches a gold that it equals
+   after rounding to that many places (``0.33`` for ``1/3`` or ``\\frac{1}{3}``), because "round
+   to two decimals" is a common instruction; a prediction of zero (``0.00``) never matches by
+   rounding. A prediction with two numbers side by side (``4 1``) matches nothing: math-verify
+   would read it as their sum. Everything else goes to math-verify (``\\frac{1}{2}``,
+   ``\\sqrt{2}`` vs ``2^{1/2}``, sets, intervals, expressions).
 
 Percent rule: a percent sign on *either* side means the task is about a percentage, so that
 side is read both as the number and as the number / 100: ``10%`` matches ``10`` and ``0.1``;
@@ -54,7 +58,15 @@ _LAST_NUMBER_RE = re.compile(rf"(?<![\d.^_])(?<![\^_][{{-])(?:{_NUMBER})(?:\s*/\
 _TEXT_UNIT = r"\\(?:text|mbox|textrm|mathrm|rm|textnormal|mathit)\s*\{[^{}]*\}"
 _LATEX_WORD_RE = re.compile(rf"{_TEXT_UNIT}|\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{2,}")
-_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
+_PLAIN_NUMBER_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# "3 1/2", "3\frac{1}{2}", "-2 \frac34": a whole number and a proper fraction
+_MIXED_RE = re.compile(
+    r"(-?)(\d+)\s*(?:(?<=\s)(\d+)\s*/\s*(\d+)|\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d)))"
+)
+# "1 000", "12 500": thousands separated by spaces (SI style)
+_SPACED_THOUSANDS_RE = re.compile(r"-?\d{1,3}(?:(?:\s|\\,|\\ |~)\d{3})+(?:\.\d+)?")
+# two numbers side by side ("4 1"): math-verify would add them, so "4 1" would equal 5
+_JUXTAPOSED_RE = re.compile(r"(?<![\w.\\{^_])\d+(?:\.\d+)?\s+\.?\d")
 _FRACTION_RE = re.compile(r"(-?\d+)\s*/\s*(-?\d+)")
 _LATEX_FRACTION_RE = re.compile(
     r"(-?)\\frac\s*(?:\{\s*(-?\d+)\s*\}|(\d))\s*(?:\{\s*(-?\d+)\s*\}|(\d))"
@@ -78,6 +90,10 @@ _UNIT_TAIL_RE = re.compile(
     r"(?:\s*\^\s*(?:\{\s*\d\s*\}|\d))?\s*\.?$"
 )
 _INLINE_MATH_RE = re.compile(r"\$([^$]+)\$")
+# "The answer is not 5, but 6": the denied part, up to the next clause
+_DENIED_RE = re.compile(
+    r"^\W*not\b[^,;]*?(?:(?:[,;]|\.(?=\s|$))\s*(?:but|it\s+is|it's|rather)?\s*|$)", re.I
+)
 _PERCENT_RE = re.compile(r"\s*(?:\\%|%|\s+percent)\s*$", re.IGNORECASE)
 _FINAL_LINE_RES = (
     re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE),
@@ -92,12 +108,15 @@ def _round_float_text(match: re.Match[str]) -> str:
 
 def round_float_noise(number: str) -> str:
     """A decimal with 15+ significant digits (a binary float printed whole, such as
-    ``0.30000000000000004``) rounded to 12 significant digits; any other text unchanged.
+    ``0.30000000000000004``) rounded to 12 significant digits (or to a whole number, if it
+    has more digits before the point); integers and any other text unchanged.
 
     Example:
         >>> round_float_noise("3.3000000000000003"), round_float_noise("3.31")
         ('3.3', '3.31')
     """
+    if not re.search(r"[.eE]", number):  # an integer is exact, however long
+        return number
     digits = re.sub(r"[eE].*$", "", number).lstrip("-").replace(".", "").lstrip("0")
     if len(digits) < _FLOAT_DIGITS:
         return number
@@ -107,7 +126,9 @@ def round_float_noise(number: str) -> str:
         return number
     if not math.isfinite(value):
         return number
-    text = format(Decimal(f"{value:.{_FLOAT_KEEP}g}"), "f")
+    whole_digits = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+    keep = max(_FLOAT_KEEP, whole_digits)  # never round away digits before the point
+    text = format(Decimal(f"{value:.{keep}g}"), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
@@ -133,7 +154,8 @@ def program_answer(value: object) -> str:
         >>> program_answer(0.1 + 0.2), program_answer(18.0), program_answer(True)
         ('0.3', '18', 'True')
     """
-    if isinstance(value, float):
+    if isinstance(value, float):  # also numpy's float64, whose repr is "np.float64(2.5)"
+        value = float(value)
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))
         return round_float_noise(repr(value))
@@ -171,7 +193,11 @@ def is_bare_answer(text: str, max_chars: int = 256) -> bool:
 
 def _answer_in_sentence(text: str) -> str:
     """A final-answer line that goes on in words ("$\\frac12$, since ...", "5 apples left
-    after ...") keeps its first inline math, else its first number; a bare one is kept whole."""
+    after ...") keeps its first inline math, else its first number; a bare one is kept whole.
+    A denied answer is not the answer: "not 5, but 6" is 6, and "not 5." states none ("")."""
+    denied = _DENIED_RE.match(text)
+    if denied:
+        return _answer_in_sentence(text[denied.end() :]) if text[denied.end() :].strip() else ""
     if not _WORD_RE.search(_LATEX_WORD_RE.sub(" ", text)):
         return text
     inline = _INLINE_MATH_RE.search(text)
@@ -265,6 +291,8 @@ def normalize_math_answer(answer: str) -> tuple[str, bool]:
         s = unit.group(1).strip()
     if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
+    if _SPACED_THOUSANDS_RE.fullmatch(s):
+        s = re.sub(r"\s|\\,|\\ |~", "", s)
     return s, is_percent
 
 
@@ -282,6 +310,14 @@ def numeric_value(s: str) -> Fraction | None:
     match = _FRACTION_RE.fullmatch(s)
     if match and int(match.group(2)) != 0:
         return Fraction(int(match.group(1)), int(match.group(2)))
+    mixed = _MIXED_RE.fullmatch(s)
+    if mixed:
+        sign, whole = mixed.group(1), int(mixed.group(2))
+        num, den = (int(g) for g in [x for x in mixed.groups()[2:] if x is not None])
+        if 0 < num < den:
+            value = whole + Fraction(num, den)
+            return -value if sign else value
+        return None
     latex = _LATEX_FRACTION_RE.fullmatch(s)
     if latex:
         sign, num, den = (
@@ -296,6 +332,8 @@ def numeric_value(s: str) -> Fraction | None:
 
 
 def _decimals(s: str) -> int:
+    if "e" in s.lower():  # scientific notation states no rounding
+        return 0
     return len(s.split(".", 1)[1]) if "." in s else 0
 
 
@@ -381,10 +419,12 @@ class MathAnswerScorer:
                 for p in preds:
                     if g == p:
                         return True
-                    if places >= self.min_rounded_decimals and not pred_pct:
+                    if places >= self.min_rounded_decimals and not pred_pct and p != 0:
                         unit = Fraction(1, 10**places)
                         if abs(g - p) * 2 < unit:  # p is g rounded to `places` decimals
                             return True
+            return False
+        if _JUXTAPOSED_RE.search(pred_text):
             return False
         gold_forms = [gold_text, f"\\frac{{{gold_text}}}{{100}}"] if gold_pct else [gold_text]
         pred_forms = [pred_text, f"\\frac{{{pred_text}}}{{100}}"] if pred_pct else [pred_text]

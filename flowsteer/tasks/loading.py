@@ -9,7 +9,9 @@ reports how many were dropped instead. A field a parser does not find (``KeyErro
 Local files are read quietly (no progress bar) through a temporary ``datasets`` cache that is
 deleted afterwards, so loading a file never writes to the user's datasets cache. A JSON Lines
 file with a malformed line fails as a whole in ``datasets``; with ``on_error="skip"`` it is
-then read line by line and only the bad lines are dropped. A file with no records is an error.
+then read line by line and only the bad lines are dropped (a line that is not UTF-8 too); a
+JSON array file is read whole and only its bad records are dropped. A file with no records
+is an error; a file that is not UTF-8 is one too, naming the file.
 """
 
 from __future__ import annotations
@@ -180,8 +182,14 @@ def _read_file(path: Path, skip_bad_lines: bool = False) -> Iterator[Any]:
             None,
             f"unsupported file type; use one of {_JSON_SUFFIXES + _PARQUET_SUFFIXES}",
         )
-    if builder == "json" and _is_blank(path):
-        raise TaskFormatError(str(path), None, None, "the file is empty: it holds no records")
+    if builder == "json":
+        blank, bad_line = _scan_text(path)
+        if blank:
+            raise TaskFormatError(str(path), None, None, "the file is empty: it holds no records")
+        if bad_line is not None:  # pyarrow reads such bytes, and iterating then raises
+            if skip_bad_lines and _is_json_lines(path):
+                return _read_json_lines(path)
+            raise TaskFormatError(str(path), None, None, f"line {bad_line} is not UTF-8 text")
     try:
         with _private_quiet_cache() as cache_dir:
             ds = datasets.load_dataset(
@@ -189,8 +197,12 @@ def _read_file(path: Path, skip_bad_lines: bool = False) -> Iterator[Any]:
                 keep_in_memory=True,
             )  # fmt: skip
     except Exception as err:  # pyarrow/datasets errors carry no record index: find it ourselves
-        if builder == "json" and skip_bad_lines and _is_json_lines(path):
-            return _read_json_lines(path)
+        if builder == "json" and skip_bad_lines:
+            if _is_json_lines(path):
+                return _read_json_lines(path)
+            records = _read_json_array(path)
+            if records is not None:  # valid JSON: the records that are bad get skipped
+                return iter(records)
         if builder == "json":
             _diagnose_json(path)
         raise TaskFormatError(str(path), None, None, f"cannot read as {builder}: {err}") from err
@@ -201,13 +213,13 @@ def _read_file(path: Path, skip_bad_lines: bool = False) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _private_quiet_cache() -> Iterator[str]:
-    """A temporary datasets cache (deleted on exit) with progress bars and info logs off."""
+    """A temporary datasets cache (deleted on exit) with progress bars and logs off."""
     from datasets.utils import logging as ds_logging
 
     bars = ds_logging.is_progress_bar_enabled()
     verbosity = ds_logging.get_verbosity()
     ds_logging.disable_progress_bar()
-    ds_logging.set_verbosity(ds_logging.ERROR)
+    ds_logging.set_verbosity(ds_logging.CRITICAL)  # a file we cannot read is our error to report
     try:
         with tempfile.TemporaryDirectory(prefix="flowsteer-datasets-") as cache_dir:
             yield cache_dir
@@ -217,35 +229,58 @@ def _private_quiet_cache() -> Iterator[str]:
             ds_logging.enable_progress_bar()
 
 
-def _open_text(path: Path):
-    return (
-        gzip.open(path, "rt", encoding="utf-8")
-        if path.suffix == ".gz"
-        else open(path, encoding="utf-8")
-    )
+def _read_text(path: Path) -> str:
+    """The whole file as text; a file that is not UTF-8 is a `TaskFormatError` naming it."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TaskFormatError(
+            str(path), None, None, f"not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
 
 
-def _is_blank(path: Path) -> bool:
-    """Whether a text file holds only whitespace (reads only up to the first other character)."""
-    with _open_text(path) as f:
-        while chunk := f.read(1 << 16):
-            if chunk.strip():
-                return False
-    return True
+def _scan_text(path: Path) -> tuple[bool, int | None]:
+    """Whether a file holds only whitespace, and its first line that is not UTF-8 (if any)."""
+    blank = True
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return False, number
+            blank = blank and not line.strip()
+    return blank, None
 
 
 def _is_json_lines(path: Path) -> bool:
     if path.name.endswith((".jsonl", ".jsonl.gz")):
         return True
-    with _open_text(path) as f:
-        return not f.read(1 << 16).lstrip().startswith("[")
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        return not f.read(1 << 16).lstrip().startswith(b"[")
+
+
+def _read_json_array(path: Path) -> list[Any] | None:
+    """The records of a JSON file holding one array (or one object), or ``None`` when the
+    file is not valid JSON."""
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, list) else [data]
 
 
 def _read_json_lines(path: Path) -> Iterator[Any]:
-    """Records of a JSON Lines file, one per non-blank line; a line that does not parse gives
-    a `_BadLine` in its place so the caller can skip it and say which it was."""
-    with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
+    """Records of a JSON Lines file, one per non-blank line; a line that does not parse (or
+    is not UTF-8) gives a `_BadLine` in its place so the caller can skip it and say which."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield _BadLine(f"not UTF-8 text (line {number}, byte {err.start})")
+                continue
             if not line.strip():
                 continue
             try:
@@ -271,18 +306,17 @@ def _read_hub(name: str, split: str | None) -> Iterator[Any]:
 def _diagnose_json(path: Path) -> None:
     """Find the record that made a JSON file unreadable: bad syntax, or a field whose type
     differs from the first record's (Arrow needs one type per column)."""
-    with _open_text(path) as f:
-        text = f.read()
+    text = _read_text(path)
     if path.name.endswith((".jsonl", ".jsonl.gz")) or not text.lstrip().startswith("["):
         records = []
-        for index, line in enumerate(text.splitlines()):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError as err:
+            except json.JSONDecodeError as err:  # the record index skips blank lines
                 raise TaskFormatError(
-                    str(path), index, None, f"invalid JSON (line {index + 1}): {err}"
+                    str(path), len(records), None, f"invalid JSON (line {number}): {err}"
                 ) from None
     else:
         try:

@@ -11,7 +11,7 @@ test never fires; `load_tasks` turns the error into one naming file, record and 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 TaskKind = Literal["math", "qa", "code"]
@@ -84,6 +84,8 @@ class Task:
             self._check_str(name, getattr(self, name))
         if self.entry_point is not None:
             self._check_str("entry_point", self.entry_point)
+            if not self.entry_point.strip():
+                raise TaskFieldError(self.id, "entry_point", "empty (use None for no function)")
         for name in ("alternatives", "tests", "public_tests"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, tuple | list):
@@ -118,8 +120,16 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
-        """Inverse of `to_dict`."""
-        data = dict(data)
-        for name in ("alternatives", "tests", "public_tests"):
-            data[name] = tuple(data.get(name, ()))
-        return cls(**data)
+        """Inverse of `to_dict`; a missing, unknown or ill-typed field is a `TaskFieldError`."""
+        if not isinstance(data, dict):
+            raise TaskFieldError(None, "<task>", f"expected a dict, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        task_id = data.get("id")
+        unknown = sorted(set(data) - set(names), key=str)
+        if unknown:
+            raise TaskFieldError(task_id, str(unknown[0]), f"unknown field (fields: {names})")
+        for name in ("id", "source", "kind", "question", "answer"):
+            if name not in data:
+                raise TaskFieldError(task_id, name, "missing")
+        # lists (JSON has no tuples) become tuples; anything else is left for the checks
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -191,3 +191,18 @@ def test_apply_and_after_parallel_are_the_documented_fold():
     fanned = checked.after_parallel([OperatorOutput(answer="1"), OperatorOutput(error="e")])
     assert (fanned.candidate, fanned.candidates) == ("1", ("1",))
     assert fanned.after_parallel([OperatorOutput(error="e")]) == fanned  # no answers: unchanged
+
+
+@pytest.mark.parametrize("children", [["Custom", "Verify"], ["Verify", "Custom"]])
+def test_a_checker_in_a_parallel_does_not_judge_the_answer_the_block_wrote(children):
+    # Verify judged the input candidate (17); the block's new candidate (18) was never checked
+    g = WorkflowGraph()
+    g.add_operator("Custom")
+    g.add_structure("parallel", children)
+    g.add_operator("Revise")
+    replies = {"Custom": lambda n: f"<answer>{17 + n}</answer>", "Verify": fail}
+    result, prompts = run(g, {**replies, "Revise": "<answer>18</answer>"})
+    assert "## Candidate answer\n17" in prompts["Verify"][0]
+    (revise,) = prompts["Revise"]
+    assert "## Candidate answer\n18" in revise and FEEDBACK not in revise
+    assert result.answer == "18"

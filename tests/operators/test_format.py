@@ -122,3 +122,100 @@ def test_code_format_that_keeps_every_definition_is_used():
 def test_defined_names_reads_the_top_level_bindings():
     assert defined_names(PASSING) == {"math", "SCALE", "square", "sum_squares"}
     assert defined_names("def f(:\n") is None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "<answer>19</answer>",  # a different value: Format does not solve again
+        "<answer>x</answer>",
+        "\\boxed{180}",
+        "The final answer is 1.8",
+        "<answer>-18</answer>",
+    ],
+)
+def test_math_format_that_changes_a_stated_value_keeps_the_candidate(reply):
+    candidate = "9 eggs at $2 each make $18.\nFinal answer: 18"
+    assert formatted(MATH, candidate, reply) == "18"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reply", "expected"),
+    [
+        ("Final answer: 1/2", "<answer>0.5</answer>", "0.5"),
+        ("Final answer: 1/3", "<answer>0.33</answer>", "0.33"),  # rounded as asked
+        ("Final answer: 18.00", "<answer>18</answer>", "18"),
+        ("Final answer: 10%", "<answer>0.1</answer>", "0.1"),
+        ("She makes 9 times 2 dollars", "<answer>18</answer>", "18"),  # nothing stated: used
+        ("Final answer: \\dfrac{\\pi}{2}", "<answer>\\frac{\\pi}{2}</answer>", "\\frac{\\pi}{2}"),
+    ],
+)
+def test_math_format_that_keeps_the_value_is_used(candidate, reply, expected):
+    assert formatted(MATH, candidate, reply) == expected
+
+
+def test_math_format_that_approximates_an_exact_expression_keeps_it():
+    assert formatted(MATH, "Final answer: \\sqrt{2}", "<answer>1.41</answer>") == "\\sqrt{2}"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # "rest unchanged": the helper becomes a stub
+        "```python\nimport math\n\nSCALE = 1\n\ndef square(x):\n    ...  # unchanged\n\n"
+        "def sum_squares(xs):\n    return math.fsum(square(x) for x in xs)\n```",
+        "```python\nimport math\n\nSCALE = 1\n\ndef square(x):\n    return x * x * SCALE\n\n"
+        'def sum_squares(xs):\n    """Sum of squares."""\n    pass\n```',
+        "```python\nimport math\n\nSCALE = 1\n\ndef square(x):\n    return x * x * SCALE\n\n"
+        "def sum_squares(xs):\n    raise NotImplementedError\n```",
+    ],
+)
+def test_code_format_that_stubs_an_implemented_function_keeps_the_candidate(reply):
+    answer = formatted(CODE, PASSING, reply)
+    assert answer.strip() == PASSING.strip()
+    assert CodeAnswerScorer(timeout=20.0)(CODE, answer) == 1.0
+
+
+def test_code_format_without_entry_point_that_empties_a_script_keeps_it():
+    task = Task("apps/1", "apps", "code", "Read two ints and print their sum.", "")
+    script = "print(sum(map(int, input().split())))\n"
+    assert formatted(task, script, "```python\npass\n```").strip() == script.strip()
+    assert formatted(task, script, "```python\n# the same program\n...\n```").strip() == (
+        script.strip()
+    )
+
+
+def test_a_prompt_stub_does_not_hide_a_stubbed_completion():
+    prompt = 'def inc(x):\n    """Add one."""\n'
+    task = Task("he/0", "humaneval", "code", prompt, "", entry_point="inc", tests=("x",))
+    reply = '```python\ndef inc(x):\n    """Add one."""\n    ...\n```'
+    assert formatted(task, "    return x + 1\n", reply).strip().endswith("return x + 1")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        PASSING.replace("def sum_squares(xs):", "def sum_squares():"),
+        PASSING.replace("def sum_squares(xs):", "def sum_squares(xs, ys):"),
+        PASSING.replace("def square(x):", "def square(x, scale):"),
+    ],
+)
+def test_code_format_that_changes_a_signature_keeps_the_candidate(reply):
+    answer = formatted(CODE, PASSING, f"```python\n{reply}```")
+    assert answer.strip() == PASSING.strip()
+
+
+def test_code_format_may_add_annotations():
+    reply = PASSING.replace("def sum_squares(xs):", "def sum_squares(xs: list[int]) -> int:")
+    assert "list[int]" in formatted(CODE, PASSING, f"```python\n{reply}```")
+
+
+@pytest.mark.parametrize("reply", ["I don't know", "<answer>Christopher Marlowe</answer>", "N/A"])
+def test_qa_format_that_answers_something_else_keeps_the_candidate(reply):
+    assert formatted(QA, "It was William Shakespeare.", reply) == "It was William Shakespeare"
+    assert formatted(QA, "I think it was Shakespeare", reply) == "I think it was Shakespeare"
+
+
+def test_qa_format_may_turn_an_abstaining_candidate_into_the_no_answer_phrase():
+    candidate = "The passage does not say who wrote it."
+    assert formatted(QA, candidate, "<answer>unanswerable</answer>") == "unanswerable"

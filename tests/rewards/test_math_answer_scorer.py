@@ -230,3 +230,76 @@ def test_programmer_values_are_normalised_before_voting_and_scoring() -> None:
     assert program_answer(repr(Fraction(1, 2))) == "1/2" and program_answer(18.0) == "18"
     assert program_answer(1e-7 / 3) == "0.0000000333333333333"
     assert program_answer(2.5) == "2.5" and program_answer(12) == "12"
+
+
+# Forms found by a second review: scientific notation, mixed numbers, spaced thousands.
+MORE_EQUIVALENT = [
+    ("0.001", "1e-3"),
+    ("1500", "1.5e3"),
+    ("1000000", "1e6"),
+    ("1500", r"1.5 \times 10^3"),
+    ("7/2", "3 1/2"),
+    ("7/2", r"3\frac{1}{2}"),
+    ("-7/2", "-3 1/2"),
+    ("1000", "1 000"),
+    ("12500", r"12\,500"),
+    ("0.004", "0.0040"),
+    ("123456789012345", "123456789012345.0"),
+    ("1125899906842624", "2^{50}"),
+]
+# Clearly wrong answers that scored 1.0: math-verify reads "4 1" as 4 + 1 and "3 1/2" as
+# (3 + 1)/2; "0.00" is 0.004 "rounded to two decimals".
+MORE_DIFFERENT = [
+    ("5", "4 1"),
+    ("17", "12 5"),
+    ("2", "3 1/2"),
+    ("5", "3 5/2"),
+    ("0.004", "0.00"),
+    ("1/300", "0.00"),
+    ("1", "1e-3"),
+    ("3.3", "3.31"),
+    ("1/3", "0.3"),
+    ("100", "1000"),
+    ("-5", "5"),
+    ("12", "120"),
+    # long integers are exact: only a decimal of 15+ digits is float noise
+    ("123456789012345", "123456789012000"),
+    ("100000000000001", "100000000000000"),
+    ("1234567890123456.0", "1234567890123000"),
+]
+
+
+@pytest.mark.parametrize(("gold", "predicted"), MORE_EQUIVALENT)
+def test_scientific_mixed_and_spaced_forms_match(gold: str, predicted: str) -> None:
+    assert SCORE(math_task(gold), predicted) == 1.0
+    assert SCORE(math_task(gold), rf"so the total is $\boxed{{{predicted}}}$.") == 1.0
+
+
+@pytest.mark.parametrize(("gold", "predicted"), MORE_DIFFERENT)
+def test_juxtaposed_numbers_and_rounded_zeros_do_not_match(gold: str, predicted: str) -> None:
+    assert SCORE(math_task(gold), predicted) == 0.0
+    assert SCORE(math_task(gold), rf"so the total is $\boxed{{{predicted}}}$.") == 0.0
+
+
+def test_numpy_floats_come_back_as_plain_numbers() -> None:
+    np = pytest.importorskip("numpy")
+    from flowsteer.rewards.math_answer import program_answer
+
+    assert program_answer(np.float64(2.5)) == "2.5"
+    assert program_answer(np.float64(0.1) + np.float64(0.2)) == "0.3"
+    assert program_answer(np.float64(18.0)) == "18"
+
+
+@pytest.mark.parametrize(
+    ("gold", "prediction", "score"),
+    [
+        ("5", "The answer is not 5. It is 6.", 0.0),
+        ("5", "The final answer is not 5.", 0.0),
+        ("5", "Answer: not 5", 0.0),
+        ("6", "The answer is not 5, but 6.", 1.0),
+        ("6", "The answer is not 5.5, but 6", 1.0),
+        ("5", "The answer is 5, not 6.", 1.0),
+    ],
+)
+def test_a_denied_answer_is_not_the_answer(gold: str, prediction: str, score: float) -> None:
+    assert SCORE(math_task(gold), prediction) == score

@@ -59,3 +59,44 @@ def test_local_loads_stay_out_of_the_users_cache_and_are_quiet(tmp_path):
     assert "Generating" not in out.stderr and "%|" not in out.stderr, out.stderr
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     assert written == [], written
+
+
+def test_skip_invalid_drops_a_non_object_record_of_a_json_array(tmp_path):
+    f = tmp_path / "gsm8k.json"
+    f.write_text(f"[{GOOD}, 5, {GOOD}]")
+    with pytest.raises(TaskFormatError, match="record 1: expected an object, got int"):
+        load_tasks("gsm8k", f)
+    result = read_tasks("gsm8k", f, on_error="skip")
+    assert [t.id for t in result.tasks] == ["gsm8k/0", "gsm8k/2"]
+    assert [e.index for e in result.skipped] == [1]
+
+
+def test_a_line_that_is_not_utf8_is_named_or_skipped(tmp_path):
+    f = tmp_path / "gsm8k.jsonl"
+    f.write_bytes(f"{GOOD}\n".encode() + b'{"question": "q\xff", "answer": "#### 1"}\n' + b"\n")
+    with pytest.raises(TaskFormatError, match=r"gsm8k\.jsonl: line 2 is not UTF-8"):
+        load_tasks("gsm8k", f)
+    result = read_tasks("gsm8k", f, on_error="skip")
+    assert len(result.tasks) == 1 and "not UTF-8 text (line 2" in str(result.skipped[0])
+
+
+def test_a_bad_line_after_blank_lines_has_the_same_record_index_both_ways(tmp_path):
+    f = tmp_path / "gsm8k.jsonl"
+    f.write_text(f"\n\n{GOOD}\n{{bad\n")
+    with pytest.raises(TaskFormatError) as raised:
+        load_tasks("gsm8k", f)
+    skipped = read_tasks("gsm8k", f, on_error="skip").skipped
+    assert raised.value.index == skipped[0].index == 1
+
+
+def test_the_cli_reports_an_unreadable_file_on_one_line(tmp_path):
+    f = tmp_path / "gsm8k.jsonl"
+    f.write_bytes(b"\xff\xfe garbage\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "lightning_modules.cli", "tasks", "gsm8k", str(f)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"flowsteer tasks: error: {f}: line 1 is not UTF-8 text"
+    ]

@@ -78,3 +78,27 @@ def test_record_errors_still_work(tmp_path):
             load_tasks("always_bad", f)
     finally:
         SOURCES.pop("always_bad", None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"tests": "assert f()"}, "tests", "expected a tuple of strings"),  # not 10 one-char tests
+        ({"alternatives": None}, "alternatives", "expected a tuple of strings"),
+        ({"extra": 1}, "extra", "unknown field"),
+        ({"kind": None}, "kind", "kind must be one of"),
+        ({"entry_point": " "}, "entry_point", "empty"),
+    ],
+)
+def test_from_dict_names_a_bad_field_and_never_splits_a_string(changes, field, problem):
+    data = Task("t/0", "mbpp", "code", "Q?", "", entry_point="f").to_dict()
+    with pytest.raises(TaskFieldError, match=problem) as info:
+        Task.from_dict({**data, **changes})
+    assert info.value.field == field
+
+
+def test_from_dict_names_a_missing_required_field():
+    data = Task("t/0", "trivia", "qa", "Q?", "A").to_dict()
+    del data["kind"]
+    with pytest.raises(TaskFieldError, match="'kind': missing"):
+        Task.from_dict(data)
