@@ -170,11 +170,6 @@ class CWRPOModule(L.LightningModule):
         assert self.rollout_size is not None
         return self.ppo_epochs * num_minibatches(self.rollout_size, self.minibatch_size)
 
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        return batch.to(device) if hasattr(batch, "to") else batch
-
     # -- the iteration -----------------------------------------------------------------------
 
     def set_rollout(self, batch: RolloutBatch, rows: list[int]) -> None:
