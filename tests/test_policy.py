@@ -350,7 +350,9 @@ for lora in (None, LoraSettings(r=4, alpha=8, dropout=0.0)):
     items = dict(policy.merged_state_items())
     assert list(items) == list(want_items)
     assert all(torch.allclose(items[k], want_items[k], atol=1e-6) for k in items)
-print("ok")
+# One write per rank (atomic on a pipe), so the two ranks' lines never interleave.
+sys.stdout.write(f"ok rank={dist.get_rank()}\\n")
+sys.stdout.flush()
 """
 
 
@@ -358,6 +360,7 @@ print("ok")
 def test_works_under_fsdp2_on_two_cpu_ranks(tiny_dir, tmp_path):
     """fully_shard (gloo): log-probs, gradients, reference and merged weights as unsharded."""
     import os
+    import re
     import subprocess
     import sys
 
@@ -374,4 +377,4 @@ def test_works_under_fsdp2_on_two_cpu_ranks(tiny_dir, tmp_path):
         check=False,
     )
     assert out.returncode == 0, out.stderr[-4000:]
-    assert out.stdout.split().count("ok") == 2
+    assert sorted(re.findall(r"^ok rank=(\d)$", out.stdout, re.M)) == ["0", "1"], out.stdout
