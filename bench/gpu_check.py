@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer import Buffer, _NoData, make_buffer
 
 from flowsteer.models.tiny import build_tokenizer
-from flowsteer.policy import LoraSettings, Policy
+from flowsteer.rl.policy import LoraSettings, Policy
 from lightning_modules.cwrpo_module import CWRPOModule
 
 QWEN3_8B = {

@@ -68,7 +68,7 @@ def child(model_dir: str, workload: str, variant: str, args: argparse.Namespace)
     """Run one (workload, variant) in this process; returns its peak-memory growth and time."""
     import torch
 
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
     torch.set_num_threads(args.threads)
     policy = Policy(model_dir, logprob_chunk_size=args.chunk_size)

@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from flowsteer.isolation.sandbox import sandbox_capabilities
 from flowsteer.rewards import CodeAnswerScorer
 from flowsteer.rewards.code_answer import build_test_program
-from flowsteer.sandbox import sandbox_capabilities
 from flowsteer.tasks import Task, load_tasks
 
 SEED = 0

@@ -1,6 +1,6 @@
 """Sandbox throughput: runs per second of a trivial program with several runs in flight.
 
-Compares `flowsteer.sandbox.run_python_async` with a bare `subprocess.run([python, "-c", code])`
+Compares `flowsteer.isolation.sandbox.run_python_async` with a bare `subprocess.run([python, "-c", code])`
 on the same number of threads, so the table shows what the isolation costs per run.
 
     python bench/sandbox.py [--runs 200] [--in-flight 8]
@@ -16,7 +16,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flowsteer.sandbox import run_python_async, sandbox_capabilities
+from flowsteer.isolation.sandbox import run_python_async, sandbox_capabilities
 
 SEED = 0
 
@@ -80,7 +80,7 @@ def main() -> None:
         f"sandbox mode: {caps.mode} ({caps.interpreter}); {args.runs} runs, {args.in_flight} in flight"
     )
     print(f"{'':<28}{'runs/s':>10}{'ms/run':>10}")
-    print(f"{'flowsteer.sandbox':<28}{sandboxed:>10.1f}{1000 / sandboxed:>10.2f}")
+    print(f"{'flowsteer.isolation.sandbox':<28}{sandboxed:>10.1f}{1000 / sandboxed:>10.2f}")
     print(f"{'bare subprocess.run':<28}{bare:>10.1f}{1000 / bare:>10.2f}")
     print(f"{'ratio (sandbox / bare)':<28}{sandboxed / bare:>10.2f}")
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from flowsteer.losses import cwrpo_loss
 from flowsteer.models.tiny import build_tiny_model
-from flowsteer.policy import Policy
+from flowsteer.rl.losses import cwrpo_loss
+from flowsteer.rl.policy import Policy
+from flowsteer.rl.update import micro_batches, plan_minibatches, score_buffer
 from flowsteer.rollout.batch import RolloutBatch, collate
 from flowsteer.rollout.trajectory import Trajectory
-from flowsteer.update import micro_batches, plan_minibatches, score_buffer
 from lightning_modules.cwrpo_module import CWRPOModule
 
 

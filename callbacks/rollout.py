@@ -21,11 +21,11 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from flowsteer.advantages import compute_advantages
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.execution import Executor
 from flowsteer.llm.backend import BackendStats
 from flowsteer.rewards import WorkflowReward
+from flowsteer.rl.advantages import compute_advantages
 from flowsteer.rollout.batch import collate
 from flowsteer.rollout.engine import Engine, SamplingParams
 from flowsteer.rollout.episode_stats import EpisodeStats

@@ -17,7 +17,7 @@ from flowsteer.actions import ACTION_TYPES, FIELD_TAGS, GRAMMAR_EXAMPLES, format
 from flowsteer.canvas.graph import LOOP_COUNT_MAX, LOOP_COUNT_MIN
 
 if TYPE_CHECKING:
-    from flowsteer.canvas.canvas import FinishConstraints
+    from flowsteer.canvas.finish import FinishConstraints
     from flowsteer.operators.library import OperatorLibrary
     from flowsteer.tasks import Task
 

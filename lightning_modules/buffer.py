@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from flowsteer.rl.update import MinibatchPlan
 from flowsteer.rollout.batch import RolloutBatch
-from flowsteer.update import MinibatchPlan
-
-if TYPE_CHECKING:
-    from lightning_modules.cwrpo_module import CWRPOModule
 
 
 @dataclass(frozen=True)
@@ -64,6 +61,22 @@ def _cpu(value: Any) -> Any:
     return value.detach().cpu() if hasattr(value, "detach") else value
 
 
+class MinibatchSource(Protocol):
+    """What `MinibatchLoader` reads from the training module (`CWRPOModule` is one)."""
+
+    buffer: IterationBuffer | None
+    current_epoch: int
+
+    def steps_per_iteration(self) -> int:
+        """Optimizer steps in one iteration, known from the config before any rollout."""
+
+    def start_iteration(self) -> None:
+        """Fill the buffer for the current epoch (rollouts, old-policy scoring)."""
+
+    def minibatches(self, start: int) -> Iterator[RolloutBatch]:
+        """The current iteration's minibatches from position `start` on."""
+
+
 class MinibatchLoader:
     """Yields the current iteration's minibatches; its length is the steps per iteration.
 
@@ -72,7 +85,7 @@ class MinibatchLoader:
     it continues at the saved position only if the buffer is still that iteration's.
     """
 
-    def __init__(self, module: CWRPOModule) -> None:
+    def __init__(self, module: MinibatchSource) -> None:
         self.module = module
         self.position = 0  # minibatches handed out in the current iteration
         self.iteration = -1

@@ -6,8 +6,8 @@ and every training step is one optimizer step on one minibatch of it (``ppo_epoc
 the clip acts from the second minibatch on. Optimisation is manual: a step accumulates gradients
 over micro-batches whose losses are normalised by the minibatch's token count over all ranks
 (`cwrpo_loss(num_tokens=…)`), which Lightning's automatic accumulation (a division by the number
-of micro-batches) cannot express. The algorithm lives in the core (`flowsteer.losses`,
-`flowsteer.update`); this class wires it to Lightning: devices, sharding, logging, checkpoints.
+of micro-batches) cannot express. The algorithm lives in the core (`flowsteer.rl.losses`,
+`flowsteer.rl.update`); this class wires it to Lightning: devices, sharding, logging, checkpoints.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import torch.distributed as dist
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
-from flowsteer.losses import cwrpo_loss
-from flowsteer.policy import Policy
+from flowsteer.rl.losses import cwrpo_loss
+from flowsteer.rl.policy import Policy
+from flowsteer.rl.update import micro_batches, num_minibatches, plan_minibatches, score_buffer, trim
 from flowsteer.rollout.batch import RolloutBatch
-from flowsteer.update import micro_batches, num_minibatches, plan_minibatches, score_buffer, trim
 from lightning_modules.buffer import IterationBuffer, MinibatchLoader
 
 

@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from flowsteer.isolation.sandbox import SandboxResult, run_python_async
 from flowsteer.rewards.apps_answer import APPSAnswerScorer
 from flowsteer.rewards.ds1000_answer import postprocess
-from flowsteer.sandbox import SandboxResult, run_python_async
 
 if TYPE_CHECKING:
     from flowsteer.operators.base import OperatorSettings

@@ -24,13 +24,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from flowsteer.isolation.sandbox import run_python_async
 from flowsteer.llm.backend import Message
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import parse_answer
 from flowsteer.operators.public_checks import check_candidate, sandbox_error, task_shape
 from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
 from flowsteer.rewards.math_answer import normalize_program_output, program_answer
-from flowsteer.sandbox import run_python_async
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flowsteer.isolation.sandbox import run_python_async
 from flowsteer.operators.base import Operator, OperatorOutput, WorkflowState, backend_error
 from flowsteer.operators.parsing import parse_verdict, tagged, vote_key
 from flowsteer.operators.public_checks import check_candidate, sandbox_error, task_shape
 from flowsteer.rewards.code_answer import build_candidate_program, strip_code_fences
-from flowsteer.sandbox import run_python_async
 
 if TYPE_CHECKING:
     from flowsteer.llm.backend import LLMBackend

@@ -33,8 +33,8 @@ import json
 import math
 from typing import Any
 
+from flowsteer.isolation.sandbox import SandboxResult, run_python, run_python_async
 from flowsteer.rewards.code_answer import strip_code_fences
-from flowsteer.sandbox import SandboxResult, run_python, run_python_async
 from flowsteer.tasks.task import Task
 
 PRELUDE = """\

@@ -1,10 +1,10 @@
 """Code answer scorer: run the task's hidden tests against the candidate, out of its reach.
 
-The candidate and the tests run in two separate sandboxes (`flowsteer.hidden_tests`): the
+The candidate and the tests run in two separate sandboxes (`flowsteer.isolation.hidden_tests`): the
 candidate's process only answers calls ("``add(1, 2)``?"), and a trusted judge process runs the
 tests on the decoded answers and decides each verdict. Nothing the candidate does in its own
 process (frames, `gc`, builtins, ``__eq__`` overrides, forged output, exiting early) reaches a
-verdict; the guarantees and their limits are listed in `flowsteer.hidden_tests` and tested
+verdict; the guarantees and their limits are listed in `flowsteer.isolation.hidden_tests` and tested
 there with one hostile candidate per attack. The parts:
 
 1. ``task.setup_code`` (MBPP ``test_setup_code``; usually empty) runs in both processes;
@@ -35,8 +35,12 @@ from __future__ import annotations
 import re
 import textwrap
 
-from flowsteer.hidden_tests import HiddenTestReport, run_hidden_tests, run_hidden_tests_async
-from flowsteer.sandbox import SandboxResult
+from flowsteer.isolation.hidden_tests import (
+    HiddenTestReport,
+    run_hidden_tests,
+    run_hidden_tests_async,
+)
+from flowsteer.isolation.sandbox import SandboxResult
 from flowsteer.tasks.task import Task
 
 _FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)

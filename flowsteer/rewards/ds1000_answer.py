@@ -7,7 +7,7 @@ cleaned as the official ``postprocess`` does (cut at ``</code>``, at a closing f
 SOLUTION``; ``<code>`` removed), after taking the last markdown-fenced block when there is one
 (the official code would keep the prose before a fence and fail on it).
 
-Where the checks run (`flowsteer.hidden_tests`: two sandboxes joined by pipes). The harness —
+Where the checks run (`flowsteer.isolation.hidden_tests`: two sandboxes joined by pipes). The harness —
 generating the inputs, computing the expected results, ``exec_test``, ``test_string`` — runs in
 the trusted **judge** process. Its one ``exec(code, test_env)`` of the candidate's code is
 handed to the **candidate** process: the judge sends the code and the test inputs (pickled by
@@ -20,7 +20,7 @@ never sees an expected result; rebinding ``exec_test`` or the harness (through `
 frames, ``gc``), exiting early (``sys.exit``, ``os._exit``), printing, an object whose
 ``__eq__`` always says yes, and patched numpy/pandas/testing functions in its own process
 change nothing; a result the codec cannot carry (a fitted model, a figure) is
-`ds1000_codec.Unjudgeable` and fails. These guarantees are `flowsteer.hidden_tests`'s and hold
+`ds1000_codec.Unjudgeable` and fails. These guarantees are `flowsteer.isolation.hidden_tests`'s and hold
 in the sandbox modes with a uid drop or PID namespace.
 
 Not judged this way: problems whose context imports matplotlib. Their tests inspect the figure
@@ -46,10 +46,14 @@ import re
 import threading
 from pathlib import Path
 
-from flowsteer.hidden_tests import HiddenTestReport, run_hidden_tests, run_hidden_tests_async
+from flowsteer.isolation.hidden_tests import (
+    HiddenTestReport,
+    run_hidden_tests,
+    run_hidden_tests_async,
+)
+from flowsteer.isolation.sandbox import SandboxResult, run_python, run_python_async
 from flowsteer.rewards.code_answer import strip_code_fences
 from flowsteer.rewards.skipped import AnswerSkipped
-from flowsteer.sandbox import SandboxResult, run_python, run_python_async
 from flowsteer.tasks.task import Task
 
 _IMPORT_RE = re.compile(

@@ -1,7 +1,7 @@
 """DS-1000 results by value: encoded in the candidate's process, rebuilt in the judge's.
 
 `flowsteer.rewards.ds1000_answer` never imports this module: it ships its source to two
-sandboxes (`flowsteer.hidden_tests`). The candidate's process calls `encode` on each variable
+sandboxes (`flowsteer.isolation.hidden_tests`). The candidate's process calls `encode` on each variable
 its code left (``result`` above all); the encoding is made of builtin values only (lists,
 str, int, float, bytes, ...), which the hidden-tests pipe carries as data. The judge's process
 calls `decode`, which builds *fresh* numpy/pandas/scipy/torch objects with its own

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
 FinishReason = Literal["stop", "length", "abort"]
 

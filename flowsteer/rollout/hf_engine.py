@@ -28,7 +28,7 @@ import torch
 from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
 
 if TYPE_CHECKING:
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
 
 class _RowSampler:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
 
 if TYPE_CHECKING:
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
 
 class VLLMEngine:

@@ -39,7 +39,7 @@ from flowsteer.rollout.engine import Generation, GenerationRequest
 if TYPE_CHECKING:
     import aiohttp
 
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
 
 class VLLMServerEngine:

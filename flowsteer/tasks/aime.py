@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowsteer.tasks.sources import RecordError, _str
+from flowsteer.tasks.record import RecordError, str_field
 from flowsteer.tasks.task import Task
 
 _INTEGER_RE = re.compile(r"^\s*\d+\s*$")
@@ -15,7 +15,7 @@ _INTEGER_RE = re.compile(r"^\s*\d+\s*$")
 def parse_aime(record: Mapping[str, Any], task_id: str) -> Task:
     """AIME: ``problem`` and ``answer`` (an integer 0-999, as a number or a string of digits),
     optional ``id`` and ``solution``. The gold is the integer without leading zeros."""
-    problem = _str(record, "problem")
+    problem = str_field(record, "problem")
     raw = record.get("answer")
     if raw is None:
         raise RecordError("answer", "missing")

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowsteer.tasks.sources import RecordError, _str
+from flowsteer.tasks.record import RecordError, str_field
 from flowsteer.tasks.task import Task
 
 STDIN_INSTRUCTION = (
@@ -122,7 +122,7 @@ def apps_cases(record: Mapping[str, Any]) -> tuple[list[Any], list[Any], str | N
 def parse_apps(record: Mapping[str, Any], task_id: str) -> Task:
     """APPS (HF ``codeparrot/apps``): ``problem_id``, ``question``, ``solutions`` and
     ``input_output`` (JSON strings), ``starter_code``, ``difficulty``."""
-    statement = _str(record, "question")
+    statement = str_field(record, "question")
     inputs, outputs, fn_name = apps_cases(record)
     solutions = _json_field(record, "solutions") or []
     if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):

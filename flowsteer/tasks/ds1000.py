@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowsteer.tasks.sources import RecordError, _str
+from flowsteer.tasks.record import RecordError, str_field
 from flowsteer.tasks.task import Task
 
 GAP_INSTRUCTION = (
@@ -100,16 +100,16 @@ def ds1000_check_program(code_context: str) -> str:
 def parse_ds1000(record: Mapping[str, Any], task_id: str) -> Task:
     """DS-1000 (HF ``xlangai/DS-1000``): ``prompt``, ``reference_code``, ``code_context`` and
     ``metadata`` (``library``, ``problem_id``, ``perturbation_type``)."""
-    prompt = _str(record, "prompt")
-    reference = _str(record, "reference_code", allow_empty=True)
-    context = _str(record, "code_context")
+    prompt = str_field(record, "prompt")
+    reference = str_field(record, "reference_code", allow_empty=True)
+    context = str_field(record, "code_context")
     if "def test_execution(" not in context:
         raise RecordError("code_context", "no 'def test_execution(solution)' harness")
     metadata = record.get("metadata")
     if not isinstance(metadata, Mapping):
         raise RecordError("metadata", "missing or not a {'library', 'problem_id', ...} mapping")
     try:
-        library = _str(metadata, "library")
+        library = str_field(metadata, "library")
     except RecordError as err:
         raise RecordError(f"metadata.{err.field}", err.problem) from None
     pid = metadata.get("problem_id")

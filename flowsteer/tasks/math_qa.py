@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowsteer.tasks.sources import RecordError, _str
+from flowsteer.tasks.record import RecordError, str_field
 from flowsteer.tasks.task import Task
 
 LETTERS = "abcde"
@@ -58,11 +58,11 @@ def parse_options(options: Any) -> dict[str, str]:
 def parse_math_qa(record: Mapping[str, Any], task_id: str) -> Task:
     """MathQA (HF ``math_qa``): ``Problem``, ``options``, ``correct`` (a letter), ``Rationale``,
     ``annotated_formula``, ``category``."""
-    problem = _str(record, "Problem")
+    problem = str_field(record, "Problem")
     if record.get("options") is None:
         raise RecordError("options", "missing")
     options = parse_options(record["options"])
-    correct = _str(record, "correct").strip().lower()
+    correct = str_field(record, "correct").strip().lower()
     if correct not in options:
         raise RecordError("correct", f"{correct!r} is not one of the options {sorted(options)}")
     shown = "\n".join(f"{letter}) {value}" for letter, value in options.items())

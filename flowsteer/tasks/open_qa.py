@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowsteer.tasks.sources import RecordError, _str, _str_list
+from flowsteer.tasks.record import RecordError, str_field, str_list_field
 from flowsteer.tasks.task import Task
 
 # TriviaQA's evidence documents run to hundreds of kilobytes per question (whole Wikipedia
@@ -29,8 +29,8 @@ def _triviaqa_context(record: Mapping[str, Any]) -> str:
             continue
         if not isinstance(block, Mapping):
             raise RecordError(field, f"expected a mapping of lists, got {type(block).__name__}")
-        titles = _str_list(block, "title", required=False)
-        texts = _str_list(block, text_key, required=False)
+        titles = str_list_field(block, "title", required=False)
+        texts = str_list_field(block, text_key, required=False)
         for index, text in enumerate(texts):
             title = titles[index] if index < len(titles) else ""
             parts.append(f"{title}: {text.strip()}" if title else text.strip())
@@ -44,14 +44,14 @@ def parse_triviaqa(record: Mapping[str, Any], task_id: str) -> Task:
     The golds are the value and the normalised aliases (the official script's ground truths);
     the raw aliases stand in when a record has no normalised ones.
     """
-    question = _str(record, "question")
+    question = str_field(record, "question")
     answer = record.get("answer")
     if not isinstance(answer, Mapping):
         raise RecordError("answer", "missing or not a {'value', 'aliases', ...} mapping")
     try:
-        value = _str(answer, "value")
-        aliases = _str_list(answer, "aliases")
-        normalized = _str_list(answer, "normalized_aliases", required=False)
+        value = str_field(answer, "value")
+        aliases = str_list_field(answer, "aliases")
+        normalized = str_list_field(answer, "normalized_aliases", required=False)
     except RecordError as err:
         raise RecordError(f"answer.{err.field}", err.problem) from None
     golds = [g for g in (normalized or aliases) if g.strip()]
@@ -66,8 +66,8 @@ def parse_triviaqa(record: Mapping[str, Any], task_id: str) -> Task:
 
 def parse_nq_open(record: Mapping[str, Any], task_id: str) -> Task:
     """Natural Questions (open): ``question`` and ``answer``, a list of accepted strings."""
-    question = _str(record, "question")
-    answers = [a for a in _str_list(record, "answer") if a.strip()]
+    question = str_field(record, "question")
+    answers = [a for a in str_list_field(record, "answer") if a.strip()]
     if not answers:
         raise RecordError("answer", "no non-empty answer")
     return Task(task_id, "nq_open", "qa", question, answers[0], alternatives=tuple(answers[1:]))

@@ -12,17 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flowsteer.tasks.aime import parse_aime
+from flowsteer.tasks.apps import parse_apps
+from flowsteer.tasks.ds1000 import parse_ds1000
+from flowsteer.tasks.math_qa import parse_math_qa
+from flowsteer.tasks.open_qa import parse_nq_open, parse_triviaqa
+from flowsteer.tasks.record import RecordError, first_present, str_field, str_list_field
 from flowsteer.tasks.task import Task, TaskKind
-
-
-class RecordError(ValueError):
-    """A record that does not fit its source's schema; `field` names the culprit."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"field {field!r}: {problem}")
-        self.field = field
-        self.problem = problem
-
 
 RecordParser = Callable[[Mapping[str, Any], str], Task]
 
@@ -44,38 +40,6 @@ def register_source(name: str, kind: TaskKind, parse: RecordParser) -> None:
     SOURCES[name] = Source(name, kind, parse)
 
 
-# --------------------------------------------------------------------------- field access
-
-
-def _str(record: Mapping[str, Any], field: str, *, allow_empty: bool = False) -> str:
-    if field not in record or record[field] is None:
-        raise RecordError(field, "missing")
-    value = record[field]
-    if not isinstance(value, str):
-        raise RecordError(field, f"expected a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise RecordError(field, "empty")
-    return value
-
-
-def _str_list(record: Mapping[str, Any], field: str, *, required: bool = True) -> list[str]:
-    value = record.get(field)
-    if value is None:
-        if required:
-            raise RecordError(field, "missing")
-        return []
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise RecordError(field, f"expected a list of strings, got {type(value).__name__}")
-    return list(value)
-
-
-def _first_present(record: Mapping[str, Any], *fields: str) -> str:
-    for field in fields:
-        if record.get(field) is not None:
-            return field
-    raise RecordError(fields[0], f"missing (looked for {' or '.join(repr(f) for f in fields)})")
-
-
 # --------------------------------------------------------------------------- math
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
@@ -83,8 +47,8 @@ _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
 
 def parse_gsm8k(record: Mapping[str, Any], task_id: str) -> Task:
     """GSM8K: ``question`` and ``answer`` (worked solution ending in ``#### <number>``)."""
-    question = _str(record, "question")
-    solution = _str(record, "answer")
+    question = str_field(record, "question")
+    solution = str_field(record, "answer")
     if "####" not in solution:
         raise RecordError("answer", "no '#### <final answer>' line")
     gold = solution.rsplit("####", 1)[1].strip().replace(",", "").rstrip(".")
@@ -128,12 +92,12 @@ def last_boxed(text: str) -> str | None:
 
 def parse_math(record: Mapping[str, Any], task_id: str) -> Task:
     r"""MATH / MATH-500: ``problem`` plus ``answer``, or the last ``\boxed{}`` of ``solution``."""
-    question = _str(record, "problem")
+    question = str_field(record, "problem")
     solution = record.get("solution") if isinstance(record.get("solution"), str) else ""
     if record.get("answer") is not None:
-        gold = _str(record, "answer").strip()
+        gold = str_field(record, "answer").strip()
     else:
-        _str(record, "solution")
+        str_field(record, "solution")
         gold = last_boxed(solution)
         if not gold:
             raise RecordError("solution", "no \\boxed{...} answer (and no 'answer' field)")
@@ -178,8 +142,8 @@ def _hotpot_context(context: Any) -> str:
 
 def parse_hotpotqa(record: Mapping[str, Any], task_id: str) -> Task:
     """HotpotQA (HF ``hotpot_qa`` or the original JSON): question, answer, context paragraphs."""
-    question = _str(record, "question")
-    answer = _str(record, "answer")
+    question = str_field(record, "question")
+    answer = str_field(record, "answer")
     if record.get("context") is None:
         raise RecordError("context", "missing")
     context = _hotpot_context(record["context"])
@@ -191,14 +155,14 @@ def parse_hotpotqa(record: Mapping[str, Any], task_id: str) -> Task:
 def parse_squad_v2(record: Mapping[str, Any], task_id: str) -> Task:
     """SQuAD v2 (HF flat schema): ``answers.text`` empty means unanswerable, whose gold is ``""``
     exactly as the official evaluation script defines it."""
-    question = _str(record, "question")
-    context = _str(record, "context")
+    question = str_field(record, "question")
+    context = str_field(record, "context")
     answers = record.get("answers")
     if not isinstance(answers, Mapping):
         raise RecordError(
             "answers", "missing or not a {'text': [...], 'answer_start': [...]} mapping"
         )
-    texts = _str_list(answers, "text")
+    texts = str_list_field(answers, "text")
     golds = [t for t in texts if t.strip()] or [""]
     meta = {"unanswerable": golds == [""], "title": record.get("title")}
     return Task(
@@ -241,15 +205,15 @@ def parse_mbpp(record: Mapping[str, Any], task_id: str) -> Task:
     The first assert is shown in the question (it is how MBPP tells the model the function's
     name and signature) and is the public test; every assert, challenge ones included, is hidden.
     """
-    field = _first_present(record, "text", "prompt")
-    statement = _str(record, field)
-    code = _str(record, "code")
-    tests = _str_list(record, "test_list")
+    field = first_present(record, "text", "prompt")
+    statement = str_field(record, field)
+    code = str_field(record, "code")
+    tests = str_list_field(record, "test_list")
     if not tests:
         raise RecordError("test_list", "empty")
-    challenge = _str_list(record, "challenge_test_list", required=False)
+    challenge = str_list_field(record, "challenge_test_list", required=False)
     setup = record.get("test_setup_code") or ""
-    imports = _str_list(record, "test_imports", required=False)
+    imports = str_list_field(record, "test_imports", required=False)
     if not isinstance(setup, str):
         raise RecordError("test_setup_code", f"expected a string, got {type(setup).__name__}")
     setup = "\n".join([*imports, setup]).strip()
@@ -295,9 +259,9 @@ def parse_humaneval(record: Mapping[str, Any], task_id: str) -> Task:
     """HumanEval: the prompt (signature + docstring) is the question; the hidden test is the
     dataset's ``check(candidate)`` source, called on the entry point; the docstring's ``>>>``
     examples are the public tests."""
-    prompt = _str(record, "prompt")
-    test = _str(record, "test")
-    entry = _str(record, "entry_point").strip()
+    prompt = str_field(record, "prompt")
+    test = str_field(record, "test")
+    entry = str_field(record, "entry_point").strip()
     if not entry.isidentifier():
         raise RecordError("entry_point", f"{entry!r} is not a Python identifier")
     if "def check(" not in test:
@@ -319,14 +283,7 @@ register_source("squad_v2", "qa", parse_squad_v2)
 register_source("mbpp", "code", parse_mbpp)
 register_source("humaneval", "code", parse_humaneval)
 
-# The six out-of-distribution evaluation sources. Their parsers live in their own modules and use
-# the field helpers above, so they are imported here, after those are defined (the package's
-# __init__ imports this module first, so the order always holds).
-from flowsteer.tasks.aime import parse_aime  # noqa: E402
-from flowsteer.tasks.apps import parse_apps  # noqa: E402
-from flowsteer.tasks.ds1000 import parse_ds1000  # noqa: E402
-from flowsteer.tasks.math_qa import parse_math_qa  # noqa: E402
-from flowsteer.tasks.open_qa import parse_nq_open, parse_triviaqa  # noqa: E402
+# The six out-of-distribution evaluation sources (their parsers live in their own modules).
 
 register_source("triviaqa", "qa", parse_triviaqa)
 register_source("nq_open", "qa", parse_nq_open)

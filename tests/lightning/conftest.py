@@ -72,7 +72,7 @@ def tiny_config(
         },
         "model": {
             "policy": {
-                "class_path": "flowsteer.policy.Policy",
+                "class_path": "flowsteer.rl.policy.Policy",
                 "init_args": {"model": str(policy)},
             },
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowsteer.policy import Policy
+from flowsteer.rl.policy import Policy
 from flowsteer.rollout.engine import Generation, GenerationRequest
 
 

@@ -76,7 +76,7 @@ def _config(
         },
         "model": {
             "policy": {
-                "class_path": "flowsteer.policy.Policy",
+                "class_path": "flowsteer.rl.policy.Policy",
                 "init_args": {"model": str(policy)},
             },
             # SGD, not Adam: Adam is blind to a wrong gradient scale, SGD is not.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from flowsteer.rl.schedules import WarmupCosine
+from flowsteer.rl.update import micro_batches, plan_minibatches, score_buffer
 from flowsteer.rollout.batch import collate
 from flowsteer.rollout.episode_stats import EpisodeStats, operator_count
 from flowsteer.rollout.trajectory import Trajectory
-from flowsteer.schedules import WarmupCosine
-from flowsteer.update import micro_batches, plan_minibatches, score_buffer
 
 
 def _batch(rows: int = 5):
@@ -49,7 +49,7 @@ def test_micro_batches_trim_padding_and_keep_tokens() -> None:
 
 
 def test_score_buffer_matches_the_policy_row_by_row(tiny_policy) -> None:
-    from flowsteer.policy import Policy
+    from flowsteer.rl.policy import Policy
 
     policy = Policy(str(tiny_policy)).eval()
     batch = _batch(3)

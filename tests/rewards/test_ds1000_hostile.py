@@ -1,7 +1,7 @@
 """DS-1000 verdicts come from a judge process: hostile candidates cannot forge a pass.
 
 Each candidate here passed the old harness, which compared results inside the candidate's own
-process; the judge (`flowsteer.hidden_tests` plus `flowsteer.rewards.ds1000_codec`) rejects
+process; the judge (`flowsteer.isolation.hidden_tests` plus `flowsteer.rewards.ds1000_codec`) rejects
 them. The codec's decoder is also tested directly (in this process, no sandbox) on values a
 hostile encoder could send.
 """

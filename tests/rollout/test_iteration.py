@@ -17,16 +17,16 @@ import itertools
 import pytest
 import torch
 
-from flowsteer.advantages import compute_advantages
 from flowsteer.canvas import Canvas
 from flowsteer.canvas.executor import WorkflowExecutor
 from flowsteer.llm.loopback_server import LoopbackServer
 from flowsteer.llm.openai_backend import OpenAIBackend
-from flowsteer.losses import cwrpo_loss
 from flowsteer.operators import OperatorLibrary
-from flowsteer.policy import Policy
 from flowsteer.rewards.structure import StructureReward
 from flowsteer.rewards.workflow_reward import WorkflowReward
+from flowsteer.rl.advantages import compute_advantages
+from flowsteer.rl.losses import cwrpo_loss
+from flowsteer.rl.policy import Policy
 from flowsteer.rollout import HFEngine, RolloutRunner, SamplingParams, collate
 from flowsteer.rollout.chat import ChatFormat
 from flowsteer.tasks import Task

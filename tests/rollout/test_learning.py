@@ -13,9 +13,9 @@ import asyncio
 import pytest
 import torch
 
-from flowsteer.advantages import compute_advantages
-from flowsteer.losses import cwrpo_loss
-from flowsteer.policy import Policy
+from flowsteer.rl.advantages import compute_advantages
+from flowsteer.rl.losses import cwrpo_loss
+from flowsteer.rl.policy import Policy
 from flowsteer.rollout import GenerationRequest, HFEngine, SamplingParams, Trajectory, collate
 
 pytestmark = pytest.mark.slow

@@ -32,7 +32,7 @@ def _policy(path, lora_seed: int | None = None):
     """The trainer's policy on ``path``; with a seed, LoRA with random (non-zero) adapters."""
     import torch
 
-    from flowsteer.policy import LoraSettings, Policy
+    from flowsteer.rl.policy import LoraSettings, Policy
 
     if lora_seed is None:
         return Policy(str(path)).eval()

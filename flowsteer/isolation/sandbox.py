@@ -14,7 +14,7 @@ What a run gets, in every mode:
   as MemoryError, status "memory"), processes (`max_processes`), file size (64 MiB), open files
   (256), no core dumps;
 * where a cgroup can be made (root, cgroup v1 ``memory``/``pids`` or v2 with those controllers
-  delegated; `flowsteer.sandbox_cgroup`): one cgroup per run that limits the WHOLE program,
+  delegated; `flowsteer.isolation.cgroup`): one cgroup per run that limits the WHOLE program,
   all its processes together, to `memory_mb` (the kernel OOM-kills inside it; status
   "memory") and to `max_processes` + 3 processes and threads. The run joins it before anything
   of the program starts, and everything left in it is killed and the group removed after the
@@ -69,7 +69,7 @@ Shared surfaces, and which are closed:
 * CPU time beyond one core per process until the wall timeout;
 * a program can always forge its OWN final value (it can find the nonce in its interpreter's
   memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come
-  from another process: `flowsteer.hidden_tests` runs trusted tests in a judge process the
+  from another process: `flowsteer.isolation.hidden_tests` runs trusted tests in a judge process the
   candidate cannot reach.
 
 The value: if the program's last statement is an expression (REPL semantics; the Programmer
@@ -81,7 +81,7 @@ objects, NaN inside a container) comes back as its repr string; otherwise `value
 before the end is "error": a code reward must not pass a program that exits before its tests.
 
 `run_with_fds` is `run_python` plus descriptors handed to the program (pipes between runs;
-`flowsteer.hidden_tests` joins a candidate and a judge this way).
+`flowsteer.isolation.hidden_tests` joins a candidate and a judge this way).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from flowsteer.sandbox_capabilities import (
+from flowsteer.isolation.capabilities import (
     NS_PREFIX,
     PRIVATE_TMP_NS_PREFIX,
     UID_RANGE,
@@ -117,11 +117,11 @@ from flowsteer.sandbox_capabilities import (
     site_paths,
     uid_prefix,
 )
-from flowsteer.sandbox_cgroup import RunCgroup, cgroup_layout
+from flowsteer.isolation.cgroup import RunCgroup, cgroup_layout
 
 SandboxStatus = Literal["ok", "error", "timeout", "memory", "killed"]
 
-_RUNNER_SOURCE = (Path(__file__).with_name("sandbox_runner.py")).read_text()
+_RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
 _FILE_BYTES = 64 << 20
 _OPEN_FILES = 256
 _READ_CHUNK = 1 << 16

@@ -2,7 +2,7 @@
 
 A test run in the candidate's own process can be switched off from inside it (through the
 caller's frame, `gc`, rebinding builtins, a forged result line, an `__eq__` that always says
-yes). So `run_hidden_tests` starts two sandboxed processes (`flowsteer.sandbox.run_with_fds`),
+yes). So `run_hidden_tests` starts two sandboxed processes (`flowsteer.isolation.sandbox.run_with_fds`),
 joined only by a pair of pipes:
 
 * the **candidate** process runs the candidate's code, then serves requests: "call this
@@ -68,7 +68,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowsteer.sandbox import SandboxResult, run_with_fds
+from flowsteer.isolation.sandbox import SandboxResult, run_with_fds
 
 _CHILD_SOURCE = Path(__file__).with_name("hidden_tests_child.py").read_text()
 # Each side gets the shared codec plus only its own half (less to compile in every run).

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from flowsteer.hidden_tests import free_names, run_hidden_tests
+from flowsteer.isolation.hidden_tests import free_names, run_hidden_tests
+from flowsteer.isolation.sandbox import sandbox_capabilities
 from flowsteer.rewards import CodeAnswerScorer
-from flowsteer.sandbox import sandbox_capabilities
 from flowsteer.tasks import Task
 
 SCORE = CodeAnswerScorer(timeout=10.0)
@@ -295,8 +295,8 @@ def test_numpy_results_arrive_as_their_values() -> None:
 def test_the_precompiled_programs_fall_back_to_source_on_another_python() -> None:
     import sys
 
-    from flowsteer import hidden_tests
-    from flowsteer.sandbox import run_python
+    from flowsteer.isolation import hidden_tests
+    from flowsteer.isolation.sandbox import run_python
 
     version = repr(tuple(sys.version_info[:2]))
     for program, name in ((hidden_tests._SERVE_PROGRAM, "serve"),

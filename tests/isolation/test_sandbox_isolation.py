@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flowsteer.sandbox import run_python, sandbox_capabilities
-from flowsteer.sandbox_cgroup import cgroup_layout, leftover_groups
+from flowsteer.isolation.cgroup import cgroup_layout, leftover_groups
+from flowsteer.isolation.sandbox import run_python, sandbox_capabilities
 
 CAPS = sandbox_capabilities()
 needs_namespaces = pytest.mark.skipif(not CAPS.namespaces, reason=f"no namespaces: {CAPS.notes}")
@@ -129,7 +129,7 @@ def test_cgroups_are_removed_after_timeouts_and_forks():
 
 @needs_cgroup
 def test_a_group_left_by_a_dead_caller_is_swept():
-    from flowsteer import sandbox_cgroup
+    from flowsteer.isolation import cgroup as sandbox_cgroup
 
     layout = cgroup_layout()
     assert layout is not None
@@ -233,7 +233,7 @@ def test_a_host_unix_socket_in_tmp_is_out_of_reach():
 
 @pytest.mark.skipif(not CAPS.drop_uid, reason="RLIMIT_NPROC bounds a run only with its own uid")
 def test_without_cgroups_each_process_is_still_bounded_by_memory_mb(monkeypatch):
-    from flowsteer import sandbox
+    from flowsteer.isolation import sandbox
 
     monkeypatch.setattr(sandbox, "cgroup_layout", lambda: None)
     code = (

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from flowsteer.advantages import compute_advantages
+from flowsteer.rl.advantages import compute_advantages
 
 # Three groups, deliberately unsorted ids and uneven sizes:
 #   group 7: [1, 0, 0, 1]   mean 0.5, population std 0.5

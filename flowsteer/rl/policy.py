@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowsteer.token_logprobs import chunked_logprobs
+from flowsteer.rl.token_logprobs import chunked_logprobs
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
@@ -169,7 +169,7 @@ class Policy(torch.nn.Module):
         """Log-probs (and entropy) of every token given its prefix, under the trained model.
 
         The decoder runs once over the batch; the LM head and log-softmax then run over at most
-        ``logprob_chunk_size`` tokens at a time (see `flowsteer.token_logprobs`). Position ids
+        ``logprob_chunk_size`` tokens at a time (see `flowsteer.rl.token_logprobs`). Position ids
         count real tokens only, so left- and right-padded batches score alike. The work happens
         in `forward`, called through the module, so that a wrapper's hooks (FSDP's
         ``fully_shard`` gathering the embeddings and head) run around it.

@@ -1,6 +1,6 @@
 """What isolation this platform allows the sandbox, detected once per process.
 
-`flowsteer.sandbox` documents what each mode enforces; this module only finds the strongest
+`flowsteer.isolation.sandbox` documents what each mode enforces; this module only finds the strongest
 one that works here (by actually starting a probe interpreter under each candidate prefix) and
 builds the command prefixes and the child environment the runs use.
 """
@@ -32,7 +32,7 @@ NS_PREFIX = ["unshare", "-Unpiu", "--fork", "--kill-child", "--mount-proc", "--"
 # every capability before the program starts.
 PRIVATE_TMP_NS_PREFIX = [*NS_PREFIX[:2], "--map-current-user", "--keep-caps", *NS_PREFIX[2:]]
 
-log = logging.getLogger("flowsteer.sandbox")
+log = logging.getLogger("flowsteer.isolation.sandbox")
 
 
 @dataclass(frozen=True)

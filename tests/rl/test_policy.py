@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from flowsteer.models.tiny import build_tiny_model, build_tokenizer
-from flowsteer.policy import LoraSettings, Policy, _check_head_reproduces_logits
+from flowsteer.rl.policy import LoraSettings, Policy, _check_head_reproduces_logits
 
 LORA = LoraSettings(r=4, alpha=8, dropout=0.0)
 
@@ -324,7 +324,7 @@ FSDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
-from flowsteer.policy import LoraSettings, Policy
+from flowsteer.rl.policy import LoraSettings, Policy
 
 dist.init_process_group("gloo")
 mesh = init_device_mesh("cpu", (2,))

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from flowsteer import sandbox
-from flowsteer.sandbox import (
+from flowsteer.isolation import sandbox
+from flowsteer.isolation.cgroup import cgroup_layout
+from flowsteer.isolation.sandbox import (
     SandboxResult,
     run_python,
     run_python_async,
     sandbox_capabilities,
 )
-from flowsteer.sandbox_cgroup import cgroup_layout
 
 CAPS = sandbox_capabilities()
 ISOLATED_FILES = CAPS.drop_uid
@@ -341,7 +341,7 @@ def test_32_concurrent_runs_leak_no_process_or_directory(monkeypatch: pytest.Mon
 def test_fallback_modes_still_enforce_time_memory_output_and_cleanup(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ):
-    import flowsteer.sandbox as sandbox
+    import flowsteer.isolation.sandbox as sandbox
 
     if mode == "uid" and not CAPS.drop_uid:
         pytest.skip("cannot drop to an unprivileged uid here")
@@ -483,7 +483,7 @@ def test_a_site_directory_under_the_masked_tmp_stays_importable(monkeypatch: pyt
     though /tmp itself is replaced by an empty private one."""
     import dataclasses
 
-    import flowsteer.sandbox as sandbox
+    import flowsteer.isolation.sandbox as sandbox
 
     site = Path(tempfile.mkdtemp(prefix="sandbox-site-", dir="/tmp"))
     try:

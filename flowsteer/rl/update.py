@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from flowsteer.policy import Policy
+from flowsteer.rl.policy import Policy
 from flowsteer.rollout.batch import RolloutBatch
 
 

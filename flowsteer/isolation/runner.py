@@ -1,6 +1,6 @@
 """The program that runs inside the sandbox child and executes untrusted code.
 
-`flowsteer.sandbox` never imports this module: it reads this file's source once and hands it to a
+`flowsteer.isolation.sandbox` never imports this module: it reads this file's source once and hands it to a
 fresh interpreter with `python -I -S -B -c`, so the child needs neither `site` nor the
 `flowsteer` package (the sandbox uid may be unable to read either). Everything it needs arrives
 on one inherited file descriptor (fd number in argv[1]): a header line (nonce, whether to act as

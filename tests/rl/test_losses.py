@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from flowsteer.losses import cwrpo_loss, kl_penalty
+from flowsteer.rl.losses import cwrpo_loss, kl_penalty
 
 LN2 = math.log(2.0)
 

@@ -1,6 +1,6 @@
 """The two programs of a hidden-test run: the candidate's server and the trusted judge.
 
-`flowsteer.hidden_tests` never imports this module: it reads this source once and runs it in
+`flowsteer.isolation.hidden_tests` never imports this module: it reads this source once and runs it in
 two sandboxes, ending with a call of `serve` (the candidate's sandbox) or `judge` (the
 judge's). The two talk over a pair of pipes, one JSON value per line. Only the judge decides
 whether a test passed; everything that comes from the candidate is decoded into fresh builtin
