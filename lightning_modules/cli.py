@@ -122,6 +122,14 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from flowsteer.evaluation.curves import plot_curves
+
+    path = plot_curves(args.run_dir, args.out, tuple(args.tags) if args.tags else None)
+    print(f"curves written to {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowsteer",
@@ -170,6 +178,17 @@ def _parser() -> argparse.ArgumentParser:
         "--show", type=_non_negative, default=1, help="print this many tasks as JSON (>= 0)"
     )
     tasks.set_defaults(run=_tasks)
+
+    plot = sub.add_parser("plot", help="draw a run's training curves from its TensorBoard logs")
+    plot.add_argument("run_dir", help="the run's log directory (e.g. runs/quickstart)")
+    plot.add_argument("--out", default=None, help="the PNG to write (default RUN_DIR/curves.png)")
+    plot.add_argument(
+        "--tags",
+        nargs="+",
+        default=None,
+        help="scalar tags to draw (default: rewards, rates, loss)",
+    )
+    plot.set_defaults(run=_plot)
 
     quick = sub.add_parser("quickstart", help="the CPU quickstart: tiny policy on sample tasks")
     quick.add_argument("--out-dir", default="runs/quickstart", help="where the tiny policy is kept")

@@ -1,0 +1,1 @@
+"""Looking at results: training curves, evaluation reports against baselines."""
