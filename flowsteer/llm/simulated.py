@@ -296,7 +296,9 @@ class SimulatedBackend:
         rng = self._rng(task, name, chat)
         if spec.category == "solving":
             answer = self._solve(task, rng, self._rate(name, self.p_solve))
-            return program_reply(task, answer) if name == "Programmer" else answer_reply(task, answer)
+            return (
+                program_reply(task, answer) if name == "Programmer" else answer_reply(task, answer)
+            )
         if spec.category == "verification":
             return self._check(task, prompt, rng, self._rate(name, self.q_detect))
         if spec.category == "revision":

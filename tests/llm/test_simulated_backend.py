@@ -75,7 +75,9 @@ def test_every_operator_parses_the_reply_and_gets_the_role_rate(name: str, task:
         alarmed = SimulatedBackend(false_alarm=1.0, tasks=[task])
         assert run_operator(alarmed, name, on_right).passed is False
     elif spec.category == "revision":
-        failed = WorkflowState(task, candidate=wrong, feedback="<verdict>FAIL</verdict>", passed=False)
+        failed = WorkflowState(
+            task, candidate=wrong, feedback="<verdict>FAIL</verdict>", passed=False
+        )
         assert score_answer(task, run_operator(sure, name, failed).answer) == 1.0
         assert run_operator(never, name, failed).answer == wrong
         # no detected error: nothing to fix, the candidate comes back unchanged
@@ -113,7 +115,9 @@ def test_code_answers_are_judged_by_the_real_sandbox(p: float) -> None:
 
 def test_programmer_runs_the_simulated_program_in_the_sandbox() -> None:
     for task in (MATH[0], CODE[0]):
-        out = run_operator(SimulatedBackend(p_solve=1.0, tasks=[task]), "Programmer", WorkflowState(task))
+        out = run_operator(
+            SimulatedBackend(p_solve=1.0, tasks=[task]), "Programmer", WorkflowState(task)
+        )
         assert out.error is None and out.code
         assert score_answer(task, out.answer) == 1.0
 
@@ -154,7 +158,11 @@ SHAPES = {
     "solver": (_graph("Custom"), {}, P),
     "plan-solver-format": (_graph("Plan", "AnswerGenerate", "Format"), {}, P),
     "solver-revise (no checker)": (_graph("Custom", "Revise"), {}, P),
-    "solver-check?revise": (_graph("Custom", ("conditional", ["Verify", "Revise"])), {}, P + (1 - P) * Q * R),
+    "solver-check?revise": (
+        _graph("Custom", ("conditional", ["Verify", "Revise"])),
+        {},
+        P + (1 - P) * Q * R,
+    ),
     "solver-check?revise, false alarms": (
         _graph("Custom", ("conditional", ["Review", "Revise"]), "Format"),
         {"false_alarm": 0.3},
@@ -168,7 +176,9 @@ SHAPES = {
 async def _accuracy(graph: WorkflowGraph, settings: dict) -> float:
     scores = []
     for seed in SEEDS:
-        backend = SimulatedBackend(p_solve=P, q_detect=Q, r_fix=R, seed=seed, tasks=MATH, **settings)
+        backend = SimulatedBackend(
+            p_solve=P, q_detect=Q, r_fix=R, seed=seed, tasks=MATH, **settings
+        )
         executor = WorkflowExecutor(backend, LIBRARY)
         results = await asyncio.gather(*(executor.execute(graph, t) for t in MATH))
         for task, result in zip(MATH, results, strict=True):
@@ -242,9 +252,13 @@ def test_same_signature_and_protocol_as_the_other_backends() -> None:
 def test_labelled_as_a_simulator_everywhere() -> None:
     backend = SimulatedBackend(p_solve=0.3, seed=7, tasks=MATH, per_operator={"programmer": 0.9})
     assert backend.is_simulator is True
-    assert repr(backend) == backend.name == (
-        "SimulatedBackend(p_solve=0.3, q_detect=0.8, r_fix=0.7, false_alarm=0, seed=7, "
-        "Programmer=0.9)"
+    assert (
+        repr(backend)
+        == backend.name
+        == (
+            "SimulatedBackend(p_solve=0.3, q_detect=0.8, r_fix=0.7, false_alarm=0, seed=7, "
+            "Programmer=0.9)"
+        )
     )
     described = backend.describe()
     assert described["simulator"] is True and described["name"] == backend.name
@@ -301,7 +315,10 @@ def test_prompt_reader_finds_a_question_with_blank_lines_and_every_section() -> 
         ({"p_solve": 1.5}, "p_solve must be in [0, 1], got 1.5"),
         ({"q_detect": "high"}, "q_detect must be in [0, 1]"),
         ({"per_operator": {"Programer": 0.9}}, "did you mean Programmer"),
-        ({"data": [{"source": "gsm8k", "path": "/no/such/file.jsonl"}]}, "data[0] (/no/such/file.jsonl)"),
+        (
+            {"data": [{"source": "gsm8k", "path": "/no/such/file.jsonl"}]},
+            "data[0] (/no/such/file.jsonl)",
+        ),
         ({"library": "/no/such/library.yaml"}, "library file '/no/such/library.yaml'"),
     ],
 )
