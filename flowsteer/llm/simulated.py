@@ -123,6 +123,20 @@ class SimulatedBackend:
             q for a checker, r for Revise).
         library: Operator library file that maps operator names to categories (``None``: the
             default library); give the one the executor uses.
+
+    Example:
+        >>> import asyncio
+        >>> from flowsteer.canvas.executor import WorkflowExecutor
+        >>> from flowsteer.canvas.graph import WorkflowGraph
+        >>> from flowsteer.tasks import Task
+        >>> task = Task("t/0", "gsm8k", "math", "How much is 9 times 2?", "18")
+        >>> backend = SimulatedBackend(p_solve=1.0, tasks=[task])
+        >>> backend
+        SimulatedBackend(p_solve=1, q_detect=0.8, r_fix=0.7, false_alarm=0, seed=0)
+        >>> graph = WorkflowGraph()
+        >>> _ = graph.add_operator("Custom"), graph.add_operator("Format")
+        >>> asyncio.run(WorkflowExecutor(backend).execute(graph, task)).answer
+        '18'
     """
 
     is_simulator: ClassVar[bool] = True

@@ -143,9 +143,9 @@ def _graph(*steps) -> WorkflowGraph:
     return g
 
 
-def _vote3(p: float) -> float:
-    # Wrong answers never agree: 2 or 3 right win outright; 1 right ties three ways (1/3).
-    return p**3 + 3 * p**2 * (1 - p) + 3 * p * (1 - p) ** 2 / 3
+def _vote(p: float, k: int) -> float:
+    # Wrong answers never agree: 2 or more right win outright; 1 right ties k ways (1/k).
+    return 1 - (1 - p) ** k - (k - 1) * p * (1 - p) ** (k - 1)
 
 
 def _loop(p: float, q: float, n: int) -> float:
@@ -168,7 +168,7 @@ SHAPES = {
         {"false_alarm": 0.3},
         P + (1 - P) * Q * R,
     ),
-    "vote of 3": (_graph(("parallel", THREE), "ScEnsemble"), {}, _vote3(P)),
+    "vote of 3": (_graph(("parallel", THREE), "ScEnsemble"), {}, _vote(P, 3)),
     "(solve -> check) * 3": (_graph(("loop", ["Custom", "Verify"], 3)), {}, _loop(P, Q, 3)),
 }
 
