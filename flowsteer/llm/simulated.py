@@ -183,12 +183,13 @@ class SimulatedBackend:
         self.unmatched = 0
         """Operator calls about a question no registered task has (answered with an error)."""
         for index, file in enumerate(self.data):
-            if isinstance(file, Mapping):  # a plain dict from Python code
-                file = GoldFile(**file)
+            where = file.get("path") if isinstance(file, Mapping) else getattr(file, "path", file)
             try:
+                if isinstance(file, Mapping):  # a plain dict from Python code
+                    file = GoldFile(**file)
                 loaded = read_tasks(file.source, file.path, file.split, file.limit).tasks
             except Exception as exc:
-                raise ValueError(f"SimulatedBackend: data[{index}] ({file.path}): {exc}") from None
+                raise ValueError(f"SimulatedBackend: data[{index}] ({where}): {exc}") from None
             self.register(loaded)
         self.register(tasks or ())
 

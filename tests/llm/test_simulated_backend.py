@@ -27,7 +27,10 @@ EXAMPLES = REPO / "flowsteer" / "examples" / "data"
 TASK_DATA = REPO / "tests" / "tasks" / "data"
 MATH = load_tasks("gsm8k", EXAMPLES / "gsm8k_sample.jsonl")
 QA = load_tasks("squad_v2", TASK_DATA / "squad_v2.jsonl")
-CODE = load_tasks("humaneval", EXAMPLES / "humaneval_sample.jsonl")[:1]
+CODE = [
+    load_tasks("humaneval", EXAMPLES / "humaneval_sample.jsonl")[0],  # completion + prompt
+    load_tasks("mbpp", TASK_DATA / "mbpp.jsonl")[0],  # a whole program
+]
 LIBRARY = OperatorLibrary.default()
 
 
@@ -99,10 +102,10 @@ def test_every_operator_parses_the_reply_and_gets_the_role_rate(name: str, task:
             assert score_answer(task, out.answer) == score_answer(task, candidate)
 
 
+@pytest.mark.parametrize("task", CODE, ids=["humaneval", "mbpp"])
 @pytest.mark.parametrize("p", [1.0, 0.0])
-def test_code_answers_are_judged_by_the_real_sandbox(p: float) -> None:
+def test_code_answers_are_judged_by_the_real_sandbox(p: float, task: Task) -> None:
     """Right: the canonical solution, wrong: a constant return; the hidden tests decide."""
-    task = CODE[0]
     backend = SimulatedBackend(p_solve=p, q_detect=1.0, tasks=[task])
     custom = run_operator(backend, "Custom", WorkflowState(task))
     assert score_answer(task, custom.answer) == p
@@ -114,12 +117,22 @@ def test_code_answers_are_judged_by_the_real_sandbox(p: float) -> None:
 
 
 def test_programmer_runs_the_simulated_program_in_the_sandbox() -> None:
-    for task in (MATH[0], CODE[0]):
-        out = run_operator(
-            SimulatedBackend(p_solve=1.0, tasks=[task]), "Programmer", WorkflowState(task)
-        )
+    for task in (MATH[0], *CODE):
+        backend = SimulatedBackend(p_solve=1.0, q_detect=1.0, tasks=[task])
+        out = run_operator(backend, "Programmer", WorkflowState(task))
         assert out.error is None and out.code
         assert score_answer(task, out.answer) == 1.0
+        # Programmer's program (HumanEval: prompt + program) is still judged right
+        assert run_operator(backend, "Verify", WorkflowState(task, candidate=out.answer)).passed
+
+
+def test_tasks_sharing_a_question_are_told_apart_by_their_context() -> None:
+    question = "Which city is named in the passage?"
+    paris = Task("q/0", "squad_v2", "qa", question, "Paris", context="We flew to Paris in May.")
+    rome = Task("q/1", "squad_v2", "qa", question, "Rome", context="We drove to Rome in June.")
+    backend = SimulatedBackend(p_solve=1.0, tasks=[paris, rome])
+    for task in (paris, rome):
+        assert run_operator(backend, "Custom", WorkflowState(task)).answer == task.answer
 
 
 # ---------------------------------------------------------------- accuracy by structure
@@ -320,6 +333,8 @@ def test_prompt_reader_finds_a_question_with_blank_lines_and_every_section() -> 
             "data[0] (/no/such/file.jsonl)",
         ),
         ({"library": "/no/such/library.yaml"}, "library file '/no/such/library.yaml'"),
+        ({"data": [{"source": "gsm8k", "file": "x.jsonl"}]}, "data[0] (None): "),
+        ({"data": [{"source": "nosuch", "path": "x.jsonl"}]}, "unknown task source 'nosuch'"),
     ],
 )
 def test_bad_settings_give_one_line_errors(kwargs: dict, message: str) -> None:
