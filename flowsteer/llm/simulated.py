@@ -18,7 +18,7 @@ revision        a wrong candidate under failed checker feedback is fixed with ``
                 otherwise the candidate comes back unchanged (a right one is never broken,
                 a wrong one without a detected error stays wrong); no candidate: a solver
 ensemble        the plurality of the candidates it is shown (by `vote_key`), ties broken
-                uniformly at random (ScEnsemble only calls on a tie; Aggregate likewise)
+                uniformly at random (ScEnsemble calls only on a tie, Aggregate on any list)
 formatting      the candidate in final form, unchanged (Format)
 planning        a generic numbered plan (Plan, Decompose); it changes no probability
 ==============  ==========================================================================
@@ -171,6 +171,11 @@ class SimulatedBackend:
             if spec is None:
                 raise ValueError(
                     f"SimulatedBackend: per_operator: {self.library.unknown_message(name)}"
+                )
+            if spec.category not in ("solving", "verification", "revision"):
+                raise ValueError(
+                    f"SimulatedBackend: per_operator: {spec.name} ({spec.category}) has no rate; "
+                    "only solving, verification and revision operators have one"
                 )
             self.per_operator[spec.name] = float(value)
         self.p_solve, self.q_detect, self.r_fix = float(p_solve), float(q_detect), float(r_fix)

@@ -328,6 +328,7 @@ def test_prompt_reader_finds_a_question_with_blank_lines_and_every_section() -> 
         ({"p_solve": 1.5}, "p_solve must be in [0, 1], got 1.5"),
         ({"q_detect": "high"}, "q_detect must be in [0, 1]"),
         ({"per_operator": {"Programer": 0.9}}, "did you mean Programmer"),
+        ({"per_operator": {"Format": 0.9}}, "Format (formatting) has no rate"),
         (
             {"data": [{"source": "gsm8k", "path": "/no/such/file.jsonl"}]},
             "data[0] (/no/such/file.jsonl)",
