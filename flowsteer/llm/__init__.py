@@ -1,7 +1,9 @@
 """Backend LLMs that execute the operators: one protocol, several interchangeable classes.
 
 `TransformersBackend` is resolved lazily so ``import flowsteer.llm`` never imports torch or
-transformers (the text side of the core stays light; see docs/design.md §7).
+transformers (the text side of the core stays light; see docs/design.md §7). `SimulatedBackend`
+(a simulator, not a model) is resolved lazily too: it reads operator prompts, so it imports the
+operators, which import this package's `backend` module.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from flowsteer.llm.openai_backend import OpenAIBackend
 from flowsteer.llm.scripted import ScriptedBackend
 
 if TYPE_CHECKING:
+    from flowsteer.llm.simulated import SimulatedBackend
     from flowsteer.llm.transformers_backend import TransformersBackend
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "RecordedRequest",
     "SamplingParams",
     "ScriptedBackend",
+    "SimulatedBackend",
     "TransformersBackend",
     "Usage",
     "validate_messages",
@@ -48,4 +52,8 @@ def __getattr__(name: str) -> Any:
         from flowsteer.llm.transformers_backend import TransformersBackend
 
         return TransformersBackend
+    if name == "SimulatedBackend":
+        from flowsteer.llm.simulated import SimulatedBackend
+
+        return SimulatedBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
