@@ -103,15 +103,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from flowsteer.isolation.capabilities import (
     NS_PREFIX,
     PRIVATE_TMP_NS_PREFIX,
+    RUNNER_SOURCE,
     UID_RANGE,
     SandboxCapabilities,
     SandboxMode,  # noqa: F401 (re-exported: part of this module's API)
+    bind_prefix,
     child_env,
     sandbox_capabilities,
     site_paths,
@@ -121,7 +122,6 @@ from flowsteer.isolation.cgroup import RunCgroup, cgroup_layout
 
 SandboxStatus = Literal["ok", "error", "timeout", "memory", "killed"]
 
-_RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
 _FILE_BYTES = 64 << 20
 _OPEN_FILES = 256
 _READ_CHUNK = 1 << 16
@@ -276,6 +276,7 @@ def run_with_fds(
         if layout is not None:
             group = RunCgroup(layout, memory_mb << 20, processes)
             prefix += group.join_prefix()
+        prefix += bind_prefix(caps.interpreter, caps.bind_paths)  # as root, before the drop
         if caps.drop_uid:
             uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
             os.chown(workdir, uid, uid)
@@ -328,7 +329,7 @@ def _execute(
         stdin_file.seek(0)
         ctl_r, ctl_w = os.pipe()
         code_fd = source.fileno()
-        argv = [*prefix, caps.interpreter, "-I", "-S", "-B", "-c", _RUNNER_SOURCE]
+        argv = [*prefix, caps.interpreter, "-I", "-S", "-B", "-c", RUNNER_SOURCE]
         argv += [str(code_fd), str(ctl_w)]
         try:
             proc = subprocess.Popen(
