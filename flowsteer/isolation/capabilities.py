@@ -50,7 +50,7 @@ class SandboxCapabilities:
         drop_uid: Whether the child runs as a fresh unprivileged uid.
         namespaces: Whether the child gets its own user, network, PID and mount namespaces.
         notes: Why a stronger mode was not available, or what the sandbox cannot offer
-            (e.g. site-packages behind a private home directory), for logs.
+            (e.g. site-packages it cannot read even when bound in), for logs.
         site_paths: The parent's site-packages directories the child can read; they are put
             on the child's ``sys.path`` so numpy, sympy etc. import inside the sandbox.
         private_tmp: Whether each run gets its own empty /tmp, /var/tmp and /dev/shm (tmpfs
@@ -123,16 +123,24 @@ def bind_prefix(interpreter: str, paths: tuple[str, ...] | list[str]) -> list[st
     return [interpreter, "-I", "-S", "-B", "-c", RUNNER_SOURCE, "bind", *paths, "--"]
 
 
+def _behind_private_parent(path: str) -> bool:
+    """Whether a directory above `path` denies strangers search (o+x), as the sandbox uid is
+    one (the bind stage masks the topmost such directory by the same rule)."""
+    parts = path.split(os.sep)
+    try:
+        return any(
+            not os.stat(os.sep.join(parts[:end])).st_mode & 0o001 for end in range(2, len(parts))
+        )
+    except OSError:
+        return False
+
+
 def _hidden_installation(interpreter: str, base_prefix: str) -> list[str]:
     """The interpreter's installation, if it lies behind a private parent (e.g. pyenv in a 0700
     home); the bind stage can show it to the sandbox uid only if it holds the executable."""
     real, base = os.path.realpath(interpreter), os.path.realpath(base_prefix)
-    if not real.startswith(base + os.sep):
-        return []
-    parts = base.split(os.sep)
-    for end in range(2, len(parts)):
-        if not os.stat(os.sep.join(parts[:end])).st_mode & 0o001:
-            return [base]
+    if real.startswith(base + os.sep) and _behind_private_parent(base):
+        return [base]
     return []
 
 
@@ -212,8 +220,11 @@ def _uid_capabilities(
     if hidden:
         wanted = [*binds, *(os.path.realpath(p) for p in hidden)]
         seen = _probe(bind_prefix(interpreter, wanted) + prefix, interpreter)
-        if seen is not None and not [p for p in hidden if p not in seen[2]]:
-            binds, readable, hidden = wanted, seen[2], []
+        fixed = [p for p in hidden if seen is not None and p in seen[2]]
+        if fixed:  # bind only what that made readable; a private directory itself stays out
+            binds = [*binds, *map(os.path.realpath, fixed)]
+            readable = [p for p in site_paths() if p in readable or p in fixed]
+            hidden = [p for p in hidden if p not in fixed]
             log.info("sandbox: binding %s read-only into each run (private parent)", binds)
     if hidden:
         notes.append(

@@ -66,6 +66,14 @@ Shared surfaces, and which are closed:
 * world-readable files: the repository, /etc, site-packages, other users' 0644 files are
   readable in every mode (hiding the host tree needs a chroot this sandbox does not build);
   only files that are not world-readable are out of reach (modes with a uid drop);
+* import directories behind a private parent (site-packages of a venv in a 0700 home; the
+  interpreter's own installation there when no other Python of this version is reachable;
+  `SandboxCapabilities.bind_paths`): in the uid-drop modes a bind stage, still root, gives each
+  run a mount namespace of its own in which an empty read-only tmpfs masks the private parent
+  and only those directories are bound back at their paths, read-only. The program imports
+  from them but cannot write to them, and no other file of the private parent exists for it;
+  the host's mounts are unchanged. Where binding does not make them readable (the directory
+  itself is private) the probe logs a warning and runs import only what they can read;
 * CPU time beyond one core per process until the wall timeout;
 * a program can always forge its OWN final value (it can find the nonce in its interpreter's
   memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come

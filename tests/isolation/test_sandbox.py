@@ -122,7 +122,7 @@ def test_site_packages_are_importable_where_the_sandbox_can_read_them():
     result = timed("import numpy\nint(numpy.arange(4).sum())", timeout=10)
     if numpy_dir in CAPS.site_paths:
         assert (result.status, result.value) == ("ok", 6), result.stderr
-    else:  # e.g. a venv inside a 0700 home: the uid-dropped child cannot reach it, and says so
+    else:  # e.g. site-packages itself private (0700): even bound in, the uid cannot read it
         assert result.status == "error" and "No module named 'numpy'" in result.stderr
         if numpy_dir in sandbox._site_paths():  # not e.g. from PYTHONPATH, which -I ignores
             assert any(numpy_dir in note and "not readable" in note for note in CAPS.notes)

@@ -95,12 +95,18 @@ home, site = {home!r}, {site!r}
  attempt(lambda: open(os.path.join(home, "planted.txt"), "w"))]
 """
 
+# The program in one sandbox; then hidden tests, whose judge and candidate both import privpkg.
 SCRIPT = """\
 import dataclasses, json
+from flowsteer.isolation.hidden_tests import run_hidden_tests
 from flowsteer.isolation.sandbox import run_python, sandbox_capabilities
 caps = sandbox_capabilities()
 result = run_python({program!r}, timeout=10)
-print(json.dumps({{"caps": dataclasses.asdict(caps), "result": dataclasses.asdict(result)}}))
+candidate = "import privpkg\\ndef f():\\n    return privpkg.VALUE\\n"
+judged = run_hidden_tests(candidate, ["import privpkg\\nassert f() == privpkg.VALUE == 42"],
+                          candidate_names=["f"])
+print(json.dumps({{"caps": dataclasses.asdict(caps), "result": dataclasses.asdict(result),
+                  "hidden": judged.passed}}))
 """
 
 
@@ -119,6 +125,7 @@ def test_a_venv_in_a_private_home_imports_and_nothing_else_of_the_home_is_visibl
     masked = CAPS.private_tmp and any(home.is_relative_to(m) for m in MASKED)
     beside = "done" if masked else "EROFS"
     assert result["value"] == [42, ["venv"], "ENOENT", "ENOENT", "EROFS", beside]
+    assert out["hidden"] == [True]
     assert (home / "secret.txt").read_text() == "precious"
     assert sorted(os.listdir(home)) == ["secret.txt", "venv"]
     # The masks and binds lived in the run's own mount namespace only.
@@ -134,6 +141,7 @@ def test_when_binding_cannot_help_the_probe_warns_and_the_run_goes_without(home:
     assert caps["bind_paths"] == [] and str(site) not in caps["site_paths"]
     assert any(str(site) in note and "not readable" in note for note in caps["notes"])
     assert result["status"] == "error" and "No module named 'privpkg'" in result["stderr"]
+    assert out["hidden"] == [False]
 
 
 def _private_installation() -> str | None:
