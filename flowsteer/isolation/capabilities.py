@@ -86,10 +86,14 @@ _MOUNT_PROBE = (
 )
 
 
-def _probe(prefix: list[str], interpreter: str, code: str = _PROBE) -> Any:
+def _probe(
+    prefix: list[str], interpreter: str, code: str = _PROBE, paths: tuple[str, ...] | None = None
+) -> Any:
+    """Run `code` under `prefix`; its JSON output, or None when it failed. `paths` (default
+    `site_paths()`) are the directories `_PROBE` checks."""
     try:
         done = subprocess.run(
-            [*prefix, interpreter, "-I", "-S", "-B", "-c", code, *site_paths()],
+            [*prefix, interpreter, "-I", "-S", "-B", "-c", code, *(paths or site_paths())],
             capture_output=True,
             timeout=20,
             env=child_env(tempfile.gettempdir()),
@@ -168,22 +172,23 @@ def sandbox_capabilities() -> SandboxCapabilities:
     have_unshare = shutil.which("unshare") is not None
     if os.geteuid() == 0 and shutil.which("setpriv"):
         uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+        as_root = {path: _probe([], path) for path in candidates}  # [base_prefix, version, _]
         for with_ns in (True, False) if have_unshare else (False,):
             prefix = uid_prefix(uid) + (NS_PREFIX if with_ns else [])
             # An interpreter the sandbox uid reaches as it is first; one whose installation
             # must be bound in (pyenv in a 0700 home, no system Python of this version) next.
             for bind_installation in (False, True):
                 for interpreter in candidates:
-                    as_root = _probe([], interpreter)
-                    if as_root is None or as_root[1] != want:
+                    installed = as_root[interpreter]
+                    if installed is None or installed[1] != want:
                         continue
-                    binds = _hidden_installation(interpreter, as_root[0])
+                    binds = _hidden_installation(interpreter, installed[0])
                     if bool(binds) != bind_installation:
                         continue
                     # The sandbox uid must see the same installation root does: a symlink into
                     # a 0700 home silently falls back to another stdlib.
                     seen = _probe(bind_prefix(interpreter, binds) + prefix, interpreter)
-                    if seen is not None and seen[:2] == as_root[:2]:
+                    if seen is not None and seen[:2] == installed[:2]:
                         mode: SandboxMode = "namespace+uid" if with_ns else "uid"
                         return _uid_capabilities(
                             mode, interpreter, uid, with_ns, binds, seen[2], notes
@@ -218,13 +223,15 @@ def _uid_capabilities(
     prefix = uid_prefix(uid) + (NS_PREFIX if with_ns else [])
     hidden = [p for p in site_paths() if p not in readable]
     if hidden:
-        wanted = [*binds, *(os.path.realpath(p) for p in hidden)]
-        seen = _probe(bind_prefix(interpreter, wanted) + prefix, interpreter)
-        fixed = [p for p in hidden if seen is not None and p in seen[2]]
+        # Bound and imported at their real paths: a symlink on the way (a venv's lib64 -> lib)
+        # would lead into the empty mask.
+        real = tuple(dict.fromkeys(map(os.path.realpath, hidden)))
+        seen = _probe(bind_prefix(interpreter, [*binds, *real]) + prefix, interpreter, paths=real)
+        fixed = [p for p in real if seen is not None and p in seen[2]]
         if fixed:  # bind only what that made readable; a private directory itself stays out
-            binds = [*binds, *map(os.path.realpath, fixed)]
-            readable = [p for p in site_paths() if p in readable or p in fixed]
-            hidden = [p for p in hidden if p not in fixed]
+            binds = [*binds, *fixed]
+            readable = list(dict.fromkeys([*readable, *fixed]))
+            hidden = [p for p in hidden if os.path.realpath(p) not in fixed]
             log.info("sandbox: binding %s read-only into each run (private parent)", binds)
     if hidden:
         notes.append(

@@ -40,14 +40,18 @@ def _unmasked_dir() -> str:
 def home(request: pytest.FixtureRequest) -> Iterator[Path]:
     """A 0700 directory with a venv inside, privpkg in its site-packages and a secret beside it;
     outside the masked directories, or (param "tmp") under /tmp, where a private /tmp replaces
-    it with the run's own directories and binds site-packages back once more."""
-    in_tmp = getattr(request, "param", "unmasked") == "tmp"
-    where = tempfile.gettempdir() if in_tmp else _unmasked_dir()
-    path = Path(tempfile.mkdtemp(prefix="sandbox-home-", dir=where))
+    it with the run's own directories and binds site-packages back once more, or (param
+    "symlink") with the venv reached through a symlink, which does not exist inside the mask."""
+    kind = getattr(request, "param", "unmasked")
+    where = tempfile.gettempdir() if kind == "tmp" else _unmasked_dir()
+    path = Path(tempfile.mkdtemp(prefix="sandbox-home-", dir=where)).resolve()
     try:
         path.chmod(0o700)
+        if kind == "symlink":
+            (path / "real").mkdir()
+            (path / "link").symlink_to("real")
         subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(path / "venv")],
+            [sys.executable, "-m", "venv", "--without-pip", str(_venv(path))],
             check=True,
             timeout=60,
         )
@@ -62,14 +66,20 @@ def home(request: pytest.FixtureRequest) -> Iterator[Path]:
         shutil.rmtree(path)
 
 
+def _venv(home: Path) -> Path:
+    """The venv, as its python is started (through the symlink, if there is one)."""
+    return home / "link" / "venv" if (home / "link").is_symlink() else home / "venv"
+
+
 def _site(home: Path) -> Path:
-    return next((home / "venv" / "lib").glob("python3.*")) / "site-packages"
+    """The venv's site-packages, at its real path."""
+    return next((_venv(home) / "lib").glob("python3.*")).resolve() / "site-packages"
 
 
 def _in_venv(home: Path, script: str) -> dict:
     """Run `script` (which prints one JSON line last) with the venv's python."""
     done = subprocess.run(
-        [str(home / "venv" / "bin" / "python"), "-c", script],
+        [str(_venv(home) / "bin" / "python"), "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
@@ -87,10 +97,10 @@ def attempt(action):
         return "done"
     except OSError as exc:
         return errno.errorcode[exc.errno]
-home, site = {home!r}, {site!r}
+home, venv, site = {home!r}, {venv!r}, {site!r}
 [privpkg.VALUE, os.listdir(home),
  attempt(lambda: open(os.path.join(home, "secret.txt")).read()),
- attempt(lambda: open(os.path.join(home, "venv", "pyvenv.cfg")).read()),
+ attempt(lambda: open(os.path.join(venv, "pyvenv.cfg")).read()),
  attempt(lambda: open(os.path.join(site, "planted.py"), "w")),
  attempt(lambda: open(os.path.join(home, "planted.txt"), "w"))]
 """
@@ -110,11 +120,13 @@ print(json.dumps({{"caps": dataclasses.asdict(caps), "result": dataclasses.asdic
 """
 
 
-@pytest.mark.parametrize("home", ["unmasked", "tmp"], indirect=True)
+@pytest.mark.parametrize("home", ["unmasked", "tmp", "symlink"], indirect=True)
 def test_a_venv_in_a_private_home_imports_and_nothing_else_of_the_home_is_visible(home: Path):
     site = _site(home)
     site.chmod(0o777)  # so only the read-only bind keeps the program from writing there
-    program = PROGRAM.format(home=str(home), site=str(site))
+    venv = _venv(home).resolve()
+    assert (venv / "pyvenv.cfg").is_file()
+    program = PROGRAM.format(home=str(home), venv=str(venv), site=str(site))
     out = _in_venv(home, SCRIPT.format(program=program))
     caps, result = out["caps"], out["result"]
     assert str(site) in caps["site_paths"] and str(site) in caps["bind_paths"], caps
@@ -124,10 +136,11 @@ def test_a_venv_in_a_private_home_imports_and_nothing_else_of_the_home_is_visibl
     # a private /tmp that path is rebuilt in the run's own tmpfs, which the run may write to.
     masked = CAPS.private_tmp and any(home.is_relative_to(m) for m in MASKED)
     beside = "done" if masked else "EROFS"
-    assert result["value"] == [42, ["venv"], "ENOENT", "ENOENT", "EROFS", beside]
+    inside = [site.relative_to(home).parts[0]]  # "venv", or "real" behind the symlink
+    assert result["value"] == [42, inside, "ENOENT", "ENOENT", "EROFS", beside]
     assert out["hidden"] == [True]
     assert (home / "secret.txt").read_text() == "precious"
-    assert sorted(os.listdir(home)) == ["secret.txt", "venv"]
+    assert not (site / "planted.py").exists()
     # The masks and binds lived in the run's own mount namespace only.
     assert str(home) not in Path("/proc/self/mountinfo").read_text()
 
