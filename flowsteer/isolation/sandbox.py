@@ -70,10 +70,11 @@ Shared surfaces, and which are closed:
   interpreter's own installation there when no other Python of this version is reachable;
   `SandboxCapabilities.bind_paths`): in the uid-drop modes a bind stage, still root, gives each
   run a mount namespace of its own in which an empty read-only tmpfs masks the private parent
-  and only those directories are bound back at their paths, read-only. The program imports
-  from them but cannot write to them, and no other file of the private parent exists for it;
-  the host's mounts are unchanged. Where binding does not make them readable (the directory
-  itself is private) the probe logs a warning and runs import only what they can read;
+  and only those directories are bound back at their real paths (which go on `sys.path`),
+  read-only. The program imports from them but cannot write to them, and no other file of the
+  private parent exists for it; the host's mounts are unchanged. Where binding does not make
+  them readable (the directory itself is private) the probe logs a warning and runs import
+  only what they can read. The bind stage costs one more interpreter start per run;
 * CPU time beyond one core per process until the wall timeout;
 * a program can always forge its OWN final value (it can find the nonce in its interpreter's
   memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come

@@ -198,3 +198,22 @@ def test_an_interpreter_installed_in_a_private_home_is_bound_in_whole(home: Path
     assert result["status"] == "ok", result["stderr"]
     first = Path(base).relative_to(top).parts[0]
     assert result["value"] == [42, base, [first]]
+
+
+def test_without_user_namespaces_the_uid_mode_binds_the_venv_too(home: Path):
+    # As on a machine where unprivileged user namespaces are off: the bind stage needs only
+    # root, not unshare.
+    program = f"import os, privpkg\n[privpkg.VALUE, os.listdir({str(home)!r})]"
+    script = (
+        "import shutil\n"
+        "from flowsteer.isolation import capabilities\n"
+        "which = shutil.which\n"
+        "capabilities.shutil.which = lambda name: None if name == 'unshare' else which(name)\n"
+        + SCRIPT.format(program=program)
+    )
+    out = _in_venv(home, script)
+    caps, result = out["caps"], out["result"]
+    assert caps["mode"] == "uid" and str(_site(home)) in caps["bind_paths"], caps
+    assert result["status"] == "ok", result["stderr"]
+    assert result["value"] == [42, ["venv"]]
+    assert out["hidden"] == [True]
