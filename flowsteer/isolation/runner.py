@@ -1,8 +1,9 @@
 """The program that runs inside the sandbox child and executes untrusted code.
 
-`flowsteer.isolation.sandbox` never imports this module: it reads this file's source once and hands it to a
-fresh interpreter with `python -I -S -B -c`, so the child needs neither `site` nor the
-`flowsteer` package (the sandbox uid may be unable to read either). Everything it needs arrives
+The isolation layer never imports this module: `flowsteer.isolation.capabilities` reads this
+file's source once and `flowsteer.isolation.sandbox` hands it to a fresh interpreter with
+`python -I -S -B -c`, so the child needs neither `site` nor the `flowsteer` package (the
+sandbox uid may be unable to read either). Everything it needs arrives
 on one inherited file descriptor (fd number in argv[1]): a header line (nonce, whether to act as
 a PID-namespace init, descriptors handed to the program, limits), a line of extra `sys.path`
 entries, then the program text. The result travels back on a second inherited fd (argv[2]) as
@@ -221,7 +222,7 @@ def _bind_imports(dirs):
             raise OSError(ctypes.get_errno(), f"mount {target}")
 
     nosuid_nodev = 2 | 4
-    read_only = 32 | 4096 | 1 | nosuid_nodev  # MS_REMOUNT | MS_BIND | MS_RDONLY
+    read_only = 32 | 4096 | 1 | nosuid_nodev  # MS_REMOUNT | MS_BIND | MS_RDONLY, nosuid, nodev
     if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     mount(None, "/", None, 16384 | 262144, None)  # MS_REC | MS_PRIVATE: keep the host out of it
