@@ -33,9 +33,10 @@ NS_PREFIX = ["unshare", "-Unpiu", "--fork", "--kill-child", "--mount-proc", "--"
 # every capability before the program starts.
 PRIVATE_TMP_NS_PREFIX = [*NS_PREFIX[:2], "--map-current-user", "--keep-caps", *NS_PREFIX[2:]]
 
-# The child program (`flowsteer.isolation.runner`), run from source: the child may be unable to
-# read the flowsteer package.
+# The child program (`flowsteer.isolation.runner`) and the root stage that may come before it
+# (`flowsteer.isolation.bind_stage`), run from source: they may be unable to read the package.
 RUNNER_SOURCE = Path(__file__).with_name("runner.py").read_text()
+BIND_STAGE_SOURCE = Path(__file__).with_name("bind_stage.py").read_text()
 
 log = logging.getLogger("flowsteer.isolation.sandbox")
 
@@ -120,11 +121,11 @@ def _candidates() -> list[str]:
 
 def bind_prefix(interpreter: str, paths: tuple[str, ...] | list[str]) -> list[str]:
     """A command prefix that, as root, binds `paths` read-only into a new mount namespace and
-    masks the rest of their private parents, then execs the rest of the command line (the
-    runner's bind stage); empty when there is nothing to bind."""
+    masks the rest of their private parents, then execs the rest of the command line
+    (`flowsteer.isolation.bind_stage`); empty when there is nothing to bind."""
     if not paths:
         return []
-    return [interpreter, "-I", "-S", "-B", "-c", RUNNER_SOURCE, "bind", *paths, "--"]
+    return [interpreter, "-I", "-S", "-B", "-c", BIND_STAGE_SOURCE, *paths, "--"]
 
 
 def _behind_private_parent(path: str) -> bool:

@@ -27,11 +27,8 @@ When `init` is 2 (mode "namespace+uid" where mounting works) PID 1 also starts w
 namespace's capabilities: it mounts empty tmpfs over /tmp, /var/tmp and /dev/shm (binding the
 working directory back at its path), then clears all its capabilities before anything else.
 
-Run as `python -I -S -B -c <this source> bind DIR... -- COMMAND...` (as root, before the uid
-drop) it is the bind stage instead: import directories behind a private parent (a venv in a 0700
-home) are out of the sandbox uid's reach, and no capability inside its user namespace helps, as
-they belong to a uid it does not map. So root makes them visible first, in a mount namespace of
-its own (see `_bind_imports`), and then execs COMMAND (setpriv, unshare, this runner again).
+Where import directories sit behind a private parent, `flowsteer.isolation.bind_stage` runs
+first, as root, and execs the rest of the command line, which ends in this program.
 """
 
 import _ast
@@ -192,66 +189,7 @@ def _drop_capabilities():
         raise OSError(ctypes.get_errno(), "capset")
 
 
-def _private_ancestor(path):
-    """The topmost directory above `path` that a stranger cannot search (no o+x), if any."""
-    parts = path.split("/")
-    for end in range(2, len(parts)):
-        ancestor = "/".join(parts[:end])
-        if not os.stat(ancestor).st_mode & 0o001:
-            return ancestor
-    return None
-
-
-def _bind_imports(dirs):
-    """Show these directories read-only at their own paths, and nothing else of their private
-    parents.
-
-    As root, in a new private mount namespace (nothing propagates to the host): an empty tmpfs
-    masks the topmost private parent of each directory, the directory is bound back at its path
-    inside it, and both are made read-only. The sandbox uid can then traverse the mask and
-    read the import directories, but no other file of the private parent exists for it. The
-    namespace's mounts are locked in the sandbox's own, less privileged, one: it cannot undo
-    them. `dirs` are absolute real paths; one without a private parent is left alone.
-    """
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def mount(source, target, fstype, flags, data):
-        if libc.mount(source, target.encode(), fstype, flags, data) != 0:
-            raise OSError(ctypes.get_errno(), f"mount {target}")
-
-    nosuid_nodev = 2 | 4
-    read_only = 32 | 4096 | 1 | nosuid_nodev  # MS_REMOUNT | MS_BIND | MS_RDONLY, nosuid, nodev
-    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
-    mount(None, "/", None, 16384 | 262144, None)  # MS_REC | MS_PRIVATE: keep the host out of it
-    masks = {}  # private parent -> [(directory, descriptor opened before the mask hides it)]
-    covered = []
-    for path in sorted(dirs, key=len):
-        top = _private_ancestor(path)
-        if top is not None and not any(path.startswith(d + "/") for d in covered):
-            masks.setdefault(top, []).append((path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)))
-            covered.append(path)
-    for top, inside in masks.items():
-        mount(b"tmpfs", top, b"tmpfs", nosuid_nodev, b"size=1m,mode=0755")
-        for path, fd in inside:
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            mount(f"/proc/self/fd/{fd}".encode(), path, None, 4096, None)  # MS_BIND
-            mount(None, path, None, read_only, None)
-            os.close(fd)
-        mount(None, top, None, read_only, None)
-
-
 def main():
-    if sys.argv[1] == "bind":
-        end = sys.argv.index("--")
-        try:
-            _bind_imports(sys.argv[2:end])
-        except OSError as exc:
-            print(f"sandbox: could not bind the import directories: {exc}", file=sys.stderr)
-            os._exit(125)
-        os.execvp(sys.argv[end + 1], sys.argv[end + 1 :])
     code_fd, ctl_fd = int(sys.argv[1]), int(sys.argv[2])
     with os.fdopen(code_fd, "rb") as source:
         header = source.readline().split()
