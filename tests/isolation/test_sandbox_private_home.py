@@ -157,16 +157,18 @@ def test_when_binding_cannot_help_the_probe_warns_and_the_run_goes_without(home:
     assert out["hidden"] == [False]
 
 
+def _private_top(path: str) -> str | None:
+    """The topmost directory above `path` that strangers cannot search, if any."""
+    parts = path.split(os.sep)
+    above = (os.sep.join(parts[:end]) for end in range(2, len(parts)))
+    return next((d for d in above if not os.stat(d).st_mode & 0o001), None)
+
+
 def _private_installation() -> str | None:
     """This interpreter's installation, when it sits behind a private parent (pyenv in /root)."""
     base = os.path.realpath(sys.base_prefix)
-    if not os.path.realpath(sys.executable).startswith(base + os.sep):
-        return None
-    parts = base.split(os.sep)
-    for end in range(2, len(parts)):
-        if not os.stat(os.sep.join(parts[:end])).st_mode & 0o001:
-            return base
-    return None
+    inside = os.path.realpath(sys.executable).startswith(base + os.sep)
+    return base if inside and _private_top(base) else None
 
 
 @pytest.mark.skipif(_private_installation() is None, reason="this Python is installed in the open")
@@ -175,12 +177,8 @@ def test_an_interpreter_installed_in_a_private_home_is_bound_in_whole(home: Path
     # version: its installation is bound in, and the rest of its private parent stays hidden.
     base = _private_installation()
     assert base is not None
-    parts = base.split(os.sep)
-    top = next(
-        os.sep.join(parts[:end])
-        for end in range(2, len(parts))
-        if not os.stat(os.sep.join(parts[:end])).st_mode & 0o001
-    )
+    top = _private_top(base)
+    assert top is not None
     program = (
         f"import os, sys, json, privpkg\n[privpkg.VALUE, sys.base_prefix, os.listdir({top!r})]"
     )
@@ -192,7 +190,7 @@ def test_an_interpreter_installed_in_a_private_home_is_bound_in_whole(home: Path
     )
     out = _in_venv(home, script)
     caps, result = out["caps"], out["result"]
-    assert caps["mode"] == "namespace+uid" or caps["mode"] == "uid", caps
+    assert caps["mode"] in ("namespace+uid", "uid"), caps
     assert caps["interpreter"] == os.path.realpath(sys.executable)
     assert base in caps["bind_paths"] and str(_site(home)) in caps["bind_paths"]
     assert result["status"] == "ok", result["stderr"]
