@@ -230,10 +230,12 @@ def _uid_capabilities(
         seen = _probe(bind_prefix(interpreter, [*binds, *real]) + prefix, interpreter, paths=real)
         fixed = [p for p in real if seen is not None and p in seen[2]]
         if fixed:  # bind only what that made readable; a private directory itself stays out
-            binds = [*binds, *fixed]
+            # A real path in the open (a symlink in the home led out) needs no bind at all.
+            binds = [*binds, *filter(_behind_private_parent, fixed)]
             readable = list(dict.fromkeys([*readable, *fixed]))
             hidden = [p for p in hidden if os.path.realpath(p) not in fixed]
-            log.info("sandbox: binding %s read-only into each run (private parent)", binds)
+            if binds:
+                log.info("sandbox: binding %s read-only into each run (private parent)", binds)
     if hidden:
         notes.append(
             f"site-packages not readable by the sandbox uid (a parent directory is private, "

@@ -215,3 +215,30 @@ def test_without_user_namespaces_the_uid_mode_binds_the_venv_too(home: Path):
     assert result["status"] == "ok", result["stderr"]
     assert result["value"] == [42, ["venv"]]
     assert out["hidden"] == [True]
+
+
+def test_a_venv_linked_from_a_private_home_to_the_open_imports_without_a_bind_stage():
+    # ~/env -> /somewhere/public/venv: the real path is readable as it is, so the run imports
+    # from there and pays for no bind stage.
+    where = _unmasked_dir()
+    home = Path(tempfile.mkdtemp(prefix="sandbox-home-", dir=where)).resolve()
+    public = Path(tempfile.mkdtemp(prefix="sandbox-open-", dir=where)).resolve()
+    try:
+        home.chmod(0o700)
+        public.chmod(0o755)
+        (public / "venv").mkdir()
+        (home / "link").symlink_to(public)
+        venv = home / "link" / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = _site(home)
+        assert site.is_relative_to(public)
+        (site / "privpkg.py").write_text("VALUE = 42\n")
+        (site / "flowsteer-checkout.pth").write_text(f"{ROOT}\n")
+        out = _in_venv(home, SCRIPT.format(program="import privpkg\nprivpkg.__file__"))
+        caps, result = out["caps"], out["result"]
+        assert caps["bind_paths"] == [] and str(site) in caps["site_paths"], caps
+        assert result["status"] == "ok", result["stderr"]
+        assert result["value"] == str(site / "privpkg.py")
+    finally:
+        shutil.rmtree(home)
+        shutil.rmtree(public)
