@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 SandboxMode = Literal["namespace+uid", "uid", "namespace", "process"]
@@ -32,6 +33,11 @@ NS_PREFIX = ["unshare", "-Unpiu", "--fork", "--kill-child", "--mount-proc", "--"
 # every capability before the program starts.
 PRIVATE_TMP_NS_PREFIX = [*NS_PREFIX[:2], "--map-current-user", "--keep-caps", *NS_PREFIX[2:]]
 
+# The child program (`flowsteer.isolation.runner`) and the root stage that may come before it
+# (`flowsteer.isolation.bind_stage`), run from source: they may be unable to read the package.
+RUNNER_SOURCE = Path(__file__).with_name("runner.py").read_text()
+BIND_STAGE_SOURCE = Path(__file__).with_name("bind_stage.py").read_text()
+
 log = logging.getLogger("flowsteer.isolation.sandbox")
 
 
@@ -45,11 +51,14 @@ class SandboxCapabilities:
         drop_uid: Whether the child runs as a fresh unprivileged uid.
         namespaces: Whether the child gets its own user, network, PID and mount namespaces.
         notes: Why a stronger mode was not available, or what the sandbox cannot offer
-            (e.g. site-packages behind a private home directory), for logs.
+            (e.g. site-packages it cannot read even when bound in), for logs.
         site_paths: The parent's site-packages directories the child can read; they are put
             on the child's ``sys.path`` so numpy, sympy etc. import inside the sandbox.
         private_tmp: Whether each run gets its own empty /tmp, /var/tmp and /dev/shm (tmpfs
             in its mount namespace; ``"namespace+uid"`` where mounting works).
+        bind_paths: Import directories behind a parent the sandbox uid cannot search (a venv
+            in a 0700 home, or the interpreter's own installation there): each run binds them
+            read-only at their paths into a mount namespace of its own first (`bind_prefix`).
     """
 
     mode: SandboxMode
@@ -59,6 +68,7 @@ class SandboxCapabilities:
     notes: tuple[str, ...] = ()
     site_paths: tuple[str, ...] = ()
     private_tmp: bool = False
+    bind_paths: tuple[str, ...] = ()
 
 
 # Prints the installation the child sees and which of the directories in argv it can read.
@@ -77,10 +87,14 @@ _MOUNT_PROBE = (
 )
 
 
-def _probe(prefix: list[str], interpreter: str, code: str = _PROBE) -> Any:
+def _probe(
+    prefix: list[str], interpreter: str, code: str = _PROBE, paths: tuple[str, ...] | None = None
+) -> Any:
+    """Run `code` under `prefix`; its JSON output, or None when it failed. `paths` (default
+    `site_paths()`) are the directories `_PROBE` checks."""
     try:
         done = subprocess.run(
-            [*prefix, interpreter, "-I", "-S", "-B", "-c", code, *site_paths()],
+            [*prefix, interpreter, "-I", "-S", "-B", "-c", code, *(paths or site_paths())],
             capture_output=True,
             timeout=20,
             env=child_env(tempfile.gettempdir()),
@@ -103,6 +117,36 @@ def _candidates() -> list[str]:
         if path and path not in unique and os.access(path, os.X_OK):
             unique.append(path)
     return unique
+
+
+def bind_prefix(interpreter: str, paths: tuple[str, ...] | list[str]) -> list[str]:
+    """A command prefix that, as root, binds `paths` read-only into a new mount namespace and
+    masks the rest of their private parents, then execs the rest of the command line
+    (`flowsteer.isolation.bind_stage`); empty when there is nothing to bind."""
+    if not paths:
+        return []
+    return [interpreter, "-I", "-S", "-B", "-c", BIND_STAGE_SOURCE, *paths, "--"]
+
+
+def _behind_private_parent(path: str) -> bool:
+    """Whether a directory above `path` denies strangers search (o+x), as the sandbox uid is
+    one (the bind stage masks the topmost such directory by the same rule)."""
+    parts = path.split(os.sep)
+    try:
+        return any(
+            not os.stat(os.sep.join(parts[:end])).st_mode & 0o001 for end in range(2, len(parts))
+        )
+    except OSError:
+        return False
+
+
+def _hidden_installation(interpreter: str, base_prefix: str) -> list[str]:
+    """The interpreter's installation, if it lies behind a private parent (e.g. pyenv in a 0700
+    home); the bind stage can show it to the sandbox uid only if it holds the executable."""
+    real, base = os.path.realpath(interpreter), os.path.realpath(base_prefix)
+    if real.startswith(base + os.sep) and _behind_private_parent(base):
+        return [base]
+    return []
 
 
 def uid_prefix(uid: int) -> list[str]:
@@ -129,35 +173,27 @@ def sandbox_capabilities() -> SandboxCapabilities:
     have_unshare = shutil.which("unshare") is not None
     if os.geteuid() == 0 and shutil.which("setpriv"):
         uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
+        as_root = {path: _probe([], path) for path in candidates}  # [base_prefix, version, _]
         for with_ns in (True, False) if have_unshare else (False,):
             prefix = uid_prefix(uid) + (NS_PREFIX if with_ns else [])
-            for interpreter in candidates:
-                as_root = _probe([], interpreter)
-                if as_root is None or as_root[1] != want:
-                    continue
-                # The sandbox uid must see the same installation root does: a symlink into a
-                # 0700 home silently falls back to another stdlib.
-                seen = _probe(prefix, interpreter)
-                if seen is not None and seen[:2] == as_root[:2]:
-                    mode: SandboxMode = "namespace+uid" if with_ns else "uid"
-                    hidden = [p for p in site_paths() if p not in seen[2]]
-                    if hidden:
-                        notes.append(
-                            f"site-packages not readable by the sandbox uid (a parent directory "
-                            f"is private, e.g. a 0700 home): {hidden}; sandboxed programs can "
-                            "import only the standard library and what is installed elsewhere"
+            # An interpreter the sandbox uid reaches as it is first; one whose installation
+            # must be bound in (pyenv in a 0700 home, no system Python of this version) next.
+            for bind_installation in (False, True):
+                for interpreter in candidates:
+                    installed = as_root[interpreter]
+                    if installed is None or installed[1] != want:
+                        continue
+                    binds = _hidden_installation(interpreter, installed[0])
+                    if bool(binds) != bind_installation:
+                        continue
+                    # The sandbox uid must see the same installation root does: a symlink into
+                    # a 0700 home silently falls back to another stdlib.
+                    seen = _probe(bind_prefix(interpreter, binds) + prefix, interpreter)
+                    if seen is not None and seen[:2] == installed[:2]:
+                        mode: SandboxMode = "namespace+uid" if with_ns else "uid"
+                        return _uid_capabilities(
+                            mode, interpreter, uid, with_ns, binds, seen[2], notes
                         )
-                        log.warning("sandbox: %s", notes[-1])
-                    mounted = with_ns and _probe(
-                        uid_prefix(uid) + PRIVATE_TMP_NS_PREFIX, interpreter, _MOUNT_PROBE
-                    )
-                    private_tmp = mounted is True  # the probe prints JSON true
-                    if with_ns and not private_tmp:
-                        notes.append("cannot mount a private /tmp in the namespaces: shared")
-                    return SandboxCapabilities(
-                        mode, interpreter, True, with_ns, tuple(notes), tuple(seen[2]),
-                        private_tmp,
-                    )  # fmt: skip
             notes.append(
                 f"{'namespaces' if with_ns else 'uid drop'}: no Python {want} readable by an "
                 f"unprivileged uid among {candidates}"
@@ -172,6 +208,53 @@ def sandbox_capabilities() -> SandboxCapabilities:
         )
     notes.append("user namespaces unavailable (unshare missing or not permitted)")
     return SandboxCapabilities("process", sys.executable, False, False, tuple(notes), site_paths())
+
+
+def _uid_capabilities(
+    mode: SandboxMode,
+    interpreter: str,
+    uid: int,
+    with_ns: bool,
+    binds: list[str],
+    readable: list[str],
+    notes: list[str],
+) -> SandboxCapabilities:
+    """The capabilities of a uid-drop mode, once an interpreter works: bind in what
+    site-packages the sandbox uid cannot reach, and see whether a private /tmp mounts."""
+    prefix = uid_prefix(uid) + (NS_PREFIX if with_ns else [])
+    hidden = [p for p in site_paths() if p not in readable]
+    if hidden:
+        # Bound and imported at their real paths: a symlink on the way (a venv's lib64 -> lib)
+        # would lead into the empty mask.
+        real = tuple(dict.fromkeys(map(os.path.realpath, hidden)))
+        seen = _probe(bind_prefix(interpreter, [*binds, *real]) + prefix, interpreter, paths=real)
+        fixed = [p for p in real if seen is not None and p in seen[2]]
+        if fixed:  # bind only what that made readable; a private directory itself stays out
+            # A real path in the open (a symlink in the home led out) needs no bind at all.
+            binds = [*binds, *filter(_behind_private_parent, fixed)]
+            readable = list(dict.fromkeys([*readable, *fixed]))
+            hidden = [p for p in hidden if os.path.realpath(p) not in fixed]
+            if binds:
+                log.info("sandbox: binding %s read-only into each run (private parent)", binds)
+    if hidden:
+        notes.append(
+            f"site-packages not readable by the sandbox uid (a parent directory is private, "
+            f"e.g. a 0700 home) and binding them into the run failed: {hidden}; sandboxed "
+            "programs can import only the standard library and what is installed elsewhere"
+        )
+        log.warning("sandbox: %s", notes[-1])
+    mounted = with_ns and _probe(
+        bind_prefix(interpreter, binds) + uid_prefix(uid) + PRIVATE_TMP_NS_PREFIX,
+        interpreter,
+        _MOUNT_PROBE,
+    )
+    private_tmp = mounted is True  # the probe prints JSON true
+    if with_ns and not private_tmp:
+        notes.append("cannot mount a private /tmp in the namespaces: shared")
+    return SandboxCapabilities(
+        mode, interpreter, True, with_ns, tuple(notes), tuple(readable), private_tmp,
+        tuple(binds),
+    )  # fmt: skip
 
 
 def child_env(workdir: str) -> dict[str, str]:

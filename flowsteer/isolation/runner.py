@@ -1,8 +1,9 @@
 """The program that runs inside the sandbox child and executes untrusted code.
 
-`flowsteer.isolation.sandbox` never imports this module: it reads this file's source once and hands it to a
-fresh interpreter with `python -I -S -B -c`, so the child needs neither `site` nor the
-`flowsteer` package (the sandbox uid may be unable to read either). Everything it needs arrives
+The isolation layer never imports this module: `flowsteer.isolation.capabilities` reads this
+file's source once and `flowsteer.isolation.sandbox` hands it to a fresh interpreter with
+`python -I -S -B -c`, so the child needs neither `site` nor the `flowsteer` package (the
+sandbox uid may be unable to read either). Everything it needs arrives
 on one inherited file descriptor (fd number in argv[1]): a header line (nonce, whether to act as
 a PID-namespace init, descriptors handed to the program, limits), a line of extra `sys.path`
 entries, then the program text. The result travels back on a second inherited fd (argv[2]) as
@@ -25,6 +26,9 @@ runs as the same uid but without capabilities, so it can neither ptrace PID 1 no
 When `init` is 2 (mode "namespace+uid" where mounting works) PID 1 also starts with the
 namespace's capabilities: it mounts empty tmpfs over /tmp, /var/tmp and /dev/shm (binding the
 working directory back at its path), then clears all its capabilities before anything else.
+
+Where import directories sit behind a private parent, `flowsteer.isolation.bind_stage` runs
+first, as root, and execs the rest of the command line, which ends in this program.
 """
 
 import _ast

@@ -66,6 +66,15 @@ Shared surfaces, and which are closed:
 * world-readable files: the repository, /etc, site-packages, other users' 0644 files are
   readable in every mode (hiding the host tree needs a chroot this sandbox does not build);
   only files that are not world-readable are out of reach (modes with a uid drop);
+* import directories behind a private parent (site-packages of a venv in a 0700 home; the
+  interpreter's own installation there when no other Python of this version is reachable;
+  `SandboxCapabilities.bind_paths`): in the uid-drop modes a bind stage, still root, gives each
+  run a mount namespace of its own in which an empty read-only tmpfs masks the private parent
+  and only those directories are bound back at their real paths (which go on `sys.path`),
+  read-only. The program imports from them but cannot write to them, and no other file of the
+  private parent exists for it; the host's mounts are unchanged. Where binding does not make
+  them readable (the directory itself is private) the probe logs a warning and runs import
+  only what they can read. The bind stage costs one more interpreter start per run;
 * CPU time beyond one core per process until the wall timeout;
 * a program can always forge its OWN final value (it can find the nonce in its interpreter's
   memory); printing or `os._exit(0)` alone cannot. Verdicts that must not be forgeable come
@@ -103,15 +112,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from flowsteer.isolation.capabilities import (
     NS_PREFIX,
     PRIVATE_TMP_NS_PREFIX,
+    RUNNER_SOURCE,
     UID_RANGE,
     SandboxCapabilities,
     SandboxMode,  # noqa: F401 (re-exported: part of this module's API)
+    bind_prefix,
     child_env,
     sandbox_capabilities,
     site_paths,
@@ -121,7 +131,6 @@ from flowsteer.isolation.cgroup import RunCgroup, cgroup_layout
 
 SandboxStatus = Literal["ok", "error", "timeout", "memory", "killed"]
 
-_RUNNER_SOURCE = (Path(__file__).with_name("runner.py")).read_text()
 _FILE_BYTES = 64 << 20
 _OPEN_FILES = 256
 _READ_CHUNK = 1 << 16
@@ -276,6 +285,7 @@ def run_with_fds(
         if layout is not None:
             group = RunCgroup(layout, memory_mb << 20, processes)
             prefix += group.join_prefix()
+        prefix += bind_prefix(caps.interpreter, caps.bind_paths)  # as root, before the drop
         if caps.drop_uid:
             uid = secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0]
             os.chown(workdir, uid, uid)
@@ -328,7 +338,7 @@ def _execute(
         stdin_file.seek(0)
         ctl_r, ctl_w = os.pipe()
         code_fd = source.fileno()
-        argv = [*prefix, caps.interpreter, "-I", "-S", "-B", "-c", _RUNNER_SOURCE]
+        argv = [*prefix, caps.interpreter, "-I", "-S", "-B", "-c", RUNNER_SOURCE]
         argv += [str(code_fd), str(ctl_w)]
         try:
             proc = subprocess.Popen(
