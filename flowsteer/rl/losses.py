@@ -12,7 +12,7 @@ scores token ``t`` given tokens ``< t``; only positions where ``mask`` is 1 ente
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -25,13 +25,6 @@ _KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
 StatReduce = Literal["sum", "mean", "max"]
-
-
-def _stat(reduce: StatReduce, optional: bool = False) -> Any:
-    """A `LossStats` field that declares how the parts of a split batch combine into it."""
-    if optional:
-        return field(default=None, metadata={"reduce": reduce})
-    return field(metadata={"reduce": reduce})
 
 
 @dataclass(frozen=True)
@@ -67,18 +60,18 @@ class LossStats:
         entropy: Mean per-token entropy of π_θ; ``None`` without ``entropy``.
     """
 
-    pg_loss: Tensor = _stat("sum")
-    clip_frac_low: Tensor = _stat("mean")
-    clip_frac_high: Tensor = _stat("mean")
-    approx_kl_old: Tensor = _stat("mean")
-    ratio_mean: Tensor = _stat("mean")
-    ratio_max: Tensor = _stat("max")
-    num_tokens: Tensor = _stat("sum")
-    kl_ref: Tensor | None = _stat("mean", optional=True)
-    mismatch_abs: Tensor | None = _stat("mean", optional=True)
-    mismatch_kl: Tensor | None = _stat("mean", optional=True)
-    tis_weight_mean: Tensor | None = _stat("mean", optional=True)
-    entropy: Tensor | None = _stat("mean", optional=True)
+    pg_loss: Tensor = field(metadata={"reduce": "sum"})
+    clip_frac_low: Tensor = field(metadata={"reduce": "mean"})
+    clip_frac_high: Tensor = field(metadata={"reduce": "mean"})
+    approx_kl_old: Tensor = field(metadata={"reduce": "mean"})
+    ratio_mean: Tensor = field(metadata={"reduce": "mean"})
+    ratio_max: Tensor = field(metadata={"reduce": "max"})
+    num_tokens: Tensor = field(metadata={"reduce": "sum"})
+    kl_ref: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    mismatch_abs: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    mismatch_kl: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    tis_weight_mean: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    entropy: Tensor | None = field(default=None, metadata={"reduce": "mean"})
 
     @classmethod
     def reductions(cls) -> dict[str, StatReduce]:

@@ -187,7 +187,7 @@ class StepStats:
         local_sums, local_maxes = self.packed()
         sums = local_sums if sums is None else sums
         maxes = local_maxes if maxes is None else maxes
-        summed = dict(zip(self._sums, sums.tolist()))
+        summed = dict(zip(self._sums, sums.tolist(), strict=True))
         out: dict[str, float] = {"loss": summed["loss"]} if "loss" in summed else {}
         tokens = summed.get("num_tokens", 0.0)
         for name, reduce in self._reductions.items():
@@ -195,7 +195,7 @@ class StepStats:
                 out[name] = summed[name]
             elif reduce == "mean" and name in summed:
                 out[name] = summed[name] / max(tokens, 1.0)
-        for name, value in zip(self._maxes, maxes.tolist()):
+        for name, value in zip(self._maxes, maxes.tolist(), strict=True):
             out[name] = value if math.isfinite(value) else 0.0
         return out
 

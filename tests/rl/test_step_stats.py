@@ -89,7 +89,7 @@ def test_micro_batches_combine_to_the_whole_batch_and_a_plain_computation(loss_a
     expected = _plain(loss_agg)
     assert whole.result() == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert split.result() == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert 0 < expected["clip_frac_low"] and 0 < expected["clip_frac_high"]  # the test has teeth
+    assert expected["clip_frac_low"] > 0 and expected["clip_frac_high"] > 0  # the test has teeth
 
 
 @pytest.mark.parametrize("loss_agg", AGGS)
