@@ -1,5 +1,5 @@
 """The update phase of one RL iteration, in plain torch: which rows each optimizer step sees, the
-old-policy log-probs of the whole buffer, and micro-batching under a global token normaliser.
+old-policy log-probs of the whole buffer, and micro-batching under the whole minibatch's normalisers.
 
 One iteration's rollout buffer is split into minibatches (one optimizer step each) for
 ``ppo_epochs`` passes; each minibatch is split again into micro-batches for gradient
