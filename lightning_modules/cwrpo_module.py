@@ -26,7 +26,16 @@ from torchmetrics import MeanMetric
 
 from flowsteer.rl.losses import cwrpo_loss
 from flowsteer.rl.policy import Policy
-from flowsteer.rl.update import micro_batches, num_minibatches, plan_minibatches, score_buffer, trim
+from flowsteer.rl.update import (
+    Normalisers,
+    StepStats,
+    local_counts,
+    micro_batches,
+    num_minibatches,
+    plan_minibatches,
+    score_buffer,
+    trim,
+)
 from flowsteer.rollout.batch import RolloutBatch
 from lightning_modules.buffer import IterationBuffer, MinibatchLoader
 
@@ -111,6 +120,7 @@ class CWRPOModule(L.LightningModule):
         self.eval_accuracy = torch.nn.ModuleDict()
         self._pending_rank_state: dict[str, Any] | None = None
         self._update_started: float | None = None
+        self._train_metrics: list[str] = []  # the step statistics logged so far
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -218,18 +228,30 @@ class CWRPOModule(L.LightningModule):
         assert not isinstance(optimizer, list)
         world = self.trainer.world_size
         rows = len(batch)
+        # The rate this step trains with: the scheduler steps after the iteration's last step.
+        lr = optimizer.param_groups[0]["lr"]
         dummy = rows == 0  # a rank with nothing left still joins the collective backward
         if dummy:
             assert self.buffer is not None
             batch = self.buffer.batch.select([0]).to(self.device)
-        local = torch.tensor([float(batch.num_loss_tokens), float(len(batch))], device=self.device)
+        counts, width = local_counts(batch)
         if dummy:
-            local.zero_()
-        total = self._all_reduce_sum(local)
-        num_tokens, num_rows = float(total[0]), float(total[1])
-        stats_sum: dict[str, float] = {}
-        weight_sum = 0.0
-        loss_sum = torch.zeros((), device=self.device)
+            counts.zero_()
+            width.zero_()
+        counts = self._all_reduce(counts, "sum")
+        width = self._all_reduce(width, "max")
+        norm = Normalisers(int(counts[0]), int(counts[1]), int(width[0]))
+        if norm.tokens == 0:
+            # No rank has a token to train (rows dropped, episodes with no sampled token): every
+            # rank skips alike, as a step on zero gradients still moves AdamW's weights
+            # (momentum, weight decay) and advances its step count.
+            self._finish_step(batch_idx)
+            # Log the statistics of no tokens (0), not what Lightning would re-log for every key
+            # a step leaves out: the previous step's values.
+            zeros = dict.fromkeys([*self._train_metrics, "train/grad_norm", "train/tokens"], 0.0)
+            self._log_step(0.0, zeros, lr, rows)
+            return
+        step = StepStats()
         for micro in micro_batches(batch, self.micro_batch_size):
             out = self.policy.token_logprobs(
                 micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy
@@ -247,40 +269,46 @@ class CWRPOModule(L.LightningModule):
                 kl_estimator=self.kl_estimator,
                 loss_agg=self.loss_agg,
                 tis_cap=self.tis_cap,
-                num_tokens=max(num_tokens, 1.0),
                 entropy=out.entropy,
+                **norm.loss_kwargs(self.loss_agg),
             )
-            loss = result.loss
-            if self.loss_agg != "token-mean":  # a per-sequence mean: weight by this slice's rows
-                loss = loss * (len(micro) / max(num_rows, 1.0))
-            # DDP and FSDP2 average gradients over ranks; the normaliser above is already global.
-            self.manual_backward(loss * (0.0 if dummy else world))
-            loss_sum += loss.detach() * (0.0 if dummy else 1.0)
-            tokens = float(micro.num_loss_tokens)
-            for name, value in result.stats.to_dict(prefix="train").items():
-                stats_sum[name] = stats_sum.get(name, 0.0) + value * tokens
-            weight_sum += tokens
+            # DDP and FSDP2 average gradients over ranks; the normalisers above are already global.
+            self.manual_backward(result.loss * (0.0 if dummy else world))
+            step.add(result, count=not dummy)
         grad_norm = self._clip_and_norm()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if batch_idx == self.steps_per_iteration() - 1:
-            self._end_iteration()
-        metrics = {name: value / max(weight_sum, 1.0) for name, value in stats_sum.items()}
+        self._finish_step(batch_idx)
+        # Every rank's parts were divided by the global normalisers: sums over ranks are whole.
+        sums, maxes = step.packed()
+        metrics = {
+            f"train/{name}": value
+            for name, value in step.result(
+                self._all_reduce(sums, "sum"), self._all_reduce(maxes, "max")
+            ).items()
+        }
         metrics.pop("train/num_tokens", None)
+        loss_value = metrics.pop("train/loss")
         metrics["train/grad_norm"] = grad_norm
-        metrics["train/tokens"] = num_tokens
-        # Each rank's share is already divided by the global normaliser: their sum is the loss.
-        loss_value = float(self._all_reduce_sum(loss_sum))
+        metrics["train/tokens"] = float(norm.tokens)
+        self._train_metrics = list(metrics)
+        self._log_step(loss_value, metrics, lr, rows)
+
+    def _log_step(self, loss: float, metrics: dict[str, float], lr: float, rows: int) -> None:
         self.log(
             "train/loss",
-            loss_value,
+            loss,
             prog_bar=True,
             on_step=True,
             on_epoch=False,
             batch_size=max(rows, 1),
         )
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
-        self.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log("train/lr", lr, on_step=True, on_epoch=False)
+
+    def _finish_step(self, batch_idx: int) -> None:
+        if batch_idx == self.steps_per_iteration() - 1:
+            self._end_iteration()
 
     def _end_iteration(self) -> None:
         """After the iteration's last optimizer step: step the scheduler, time the update."""
@@ -296,10 +324,10 @@ class CWRPOModule(L.LightningModule):
             )
             self._update_started = None
 
-    def _all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+    def _all_reduce(self, value: torch.Tensor, op: Literal["sum", "max"]) -> torch.Tensor:
         if self.trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             value = value.clone()
-            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            dist.all_reduce(value, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
         return value
 
     def _clip_and_norm(self) -> float:

@@ -11,7 +11,7 @@ scores token ``t`` given tokens ``< t``; only positions where ``mask`` is 1 ente
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Literal, NamedTuple
 
 import torch
@@ -24,9 +24,21 @@ _LOSS_AGGS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 _KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
+StatReduce = Literal["sum", "mean", "max"]
+
+
 @dataclass(frozen=True)
 class LossStats:
-    """Detached scalar statistics of one `cwrpo_loss` call (means over its mask-1 tokens).
+    """Detached scalar statistics of one `cwrpo_loss` call.
+
+    Each field declares how the statistics of the parts of a batch (micro-batches, ranks)
+    combine into the whole batch's (`reductions`), so that a trainer never averages a maximum:
+
+    * ``sum``: ``pg_loss`` (its parts were divided by the whole batch's normalisers, so they
+      add up to the whole batch's value) and ``num_tokens``;
+    * ``max``: ``ratio_max``;
+    * ``mean``: every other field, a mean over mask-1 tokens, combined weighted by
+      ``num_tokens``.
 
     Attributes:
         pg_loss: The clipped policy-gradient term alone, aggregated like the loss.
@@ -48,18 +60,23 @@ class LossStats:
         entropy: Mean per-token entropy of π_θ; ``None`` without ``entropy``.
     """
 
-    pg_loss: Tensor
-    clip_frac_low: Tensor
-    clip_frac_high: Tensor
-    approx_kl_old: Tensor
-    ratio_mean: Tensor
-    ratio_max: Tensor
-    num_tokens: Tensor
-    kl_ref: Tensor | None = None
-    mismatch_abs: Tensor | None = None
-    mismatch_kl: Tensor | None = None
-    tis_weight_mean: Tensor | None = None
-    entropy: Tensor | None = None
+    pg_loss: Tensor = field(metadata={"reduce": "sum"})
+    clip_frac_low: Tensor = field(metadata={"reduce": "mean"})
+    clip_frac_high: Tensor = field(metadata={"reduce": "mean"})
+    approx_kl_old: Tensor = field(metadata={"reduce": "mean"})
+    ratio_mean: Tensor = field(metadata={"reduce": "mean"})
+    ratio_max: Tensor = field(metadata={"reduce": "max"})
+    num_tokens: Tensor = field(metadata={"reduce": "sum"})
+    kl_ref: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    mismatch_abs: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    mismatch_kl: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    tis_weight_mean: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+    entropy: Tensor | None = field(default=None, metadata={"reduce": "mean"})
+
+    @classmethod
+    def reductions(cls) -> dict[str, StatReduce]:
+        """Each field's name and how its values over the parts of a batch combine."""
+        return {f.name: f.metadata["reduce"] for f in fields(cls)}
 
     def to_dict(self, prefix: str = "loss") -> dict[str, float]:
         """The statistics that are present, as floats named ``"{prefix}/{field}"`` for logging."""

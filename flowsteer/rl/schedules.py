@@ -49,6 +49,19 @@ class WarmupCosine(LambdaLR):
             state.pop(name, None)
         return state
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the position, then set the optimizer's lr from this schedule at it.
+
+        The optimizer's restored lr is the old schedule's (0 at the end of a finished cosine);
+        a run resumed with a longer ``total_steps`` must train at the new schedule's rate.
+        Loaded after the optimizer (Lightning restores optimizers first), so this lr wins.
+        """
+        super().load_state_dict(state_dict)
+        lrs = [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self._last_lr = lrs
+
     def factor(self, step: int) -> float:
         """The lr multiplier at ``step``."""
         if step < self.warmup_steps:

@@ -1,12 +1,13 @@
 """The update phase of one RL iteration, in plain torch: which rows each optimizer step sees, the
-old-policy log-probs of the whole buffer, and micro-batching under a global token normaliser.
+old-policy log-probs of the whole buffer, and micro-batching under the whole minibatch's normalisers.
 
 One iteration's rollout buffer is split into minibatches (one optimizer step each) for
 ``ppo_epochs`` passes; each minibatch is split again into micro-batches for gradient
-accumulation. ``cwrpo_loss(num_tokens=…)`` is given the minibatch's mask-1 token count over all
-ranks, so summing the micro-batch losses (and averaging gradients over ranks, times the world
-size) gives exactly the full minibatch's token-mean loss. The trainer adapters call these; nothing
-here knows about Lightning.
+accumulation. `cwrpo_loss` is given the minibatch's normalisers over all ranks (`Normalisers`),
+so summing the micro-batch losses (and averaging gradients over ranks, times the world size)
+gives exactly the full minibatch's loss, whichever aggregation is chosen; `StepStats` combines
+the micro-batches' statistics the same way. The trainer adapters call these; nothing here knows
+about Lightning.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
+from torch import Tensor
 
+from flowsteer.rl.losses import LossAgg, LossOutput, LossStats
 from flowsteer.rl.policy import Policy
 from flowsteer.rollout.batch import RolloutBatch
 
@@ -102,6 +105,104 @@ def trim(batch: RolloutBatch) -> RolloutBatch:
     return replace(batch, **cut)
 
 
+@dataclass(frozen=True)
+class Normalisers:
+    """The whole minibatch's counts over all ranks, which every micro-batch's loss divides by.
+
+    Attributes:
+        tokens: Mask-1 tokens.
+        sequences: Rows with at least one mask-1 token.
+        width: Padded length of the widest row (after `trim`).
+    """
+
+    tokens: int
+    sequences: int
+    width: int
+
+    def loss_kwargs(self, loss_agg: LossAgg) -> dict[str, int]:
+        """The `cwrpo_loss` keywords that make ``loss_agg`` of a part sum to the whole's.
+
+        ``seq-mean-token-sum-norm`` divides by the whole minibatch's padded length, the value
+        `cwrpo_loss` uses on an unsplit batch, so the split does not change the loss.
+        """
+        if loss_agg == "token-mean":
+            return {"num_tokens": max(self.tokens, 1)}
+        kwargs = {"num_sequences": max(self.sequences, 1)}
+        if loss_agg == "seq-mean-token-sum-norm":
+            kwargs["norm_length"] = max(self.width, 1)
+        return kwargs
+
+
+def local_counts(batch: RolloutBatch) -> tuple[Tensor, Tensor]:
+    """This rank's share of `Normalisers`: ``(tokens, sequences)`` to sum, ``width`` to max."""
+    tokens_per_row = batch.loss_mask.sum(dim=1)  # [B]
+    sums = torch.stack([tokens_per_row.sum(), (tokens_per_row > 0).sum()]).double()
+    width = torch.tensor([float(batch.input_ids.shape[1]) if len(batch) else 0.0]).double()
+    return sums, width.to(sums.device)
+
+
+class StepStats:
+    """The loss and `LossStats` of one optimizer step's micro-batches, combined field by field.
+
+    Sums stay sums, maxima stay maxima, and means are carried as token-weighted sums until
+    `result`, so a trainer combines its ranks with one SUM and one MAX all-reduce of `packed`.
+    Every rank must `add` the same fields in the same order (the same config does).
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}  # "loss", sum fields, mean fields × tokens
+        self._maxes: dict[str, Tensor] = {}
+        self._reductions = LossStats.reductions()
+
+    def add(self, output: LossOutput, *, count: bool = True) -> None:
+        """Fold in one micro-batch; ``count=False`` adds its fields with no weight (a stand-in)."""
+        stats, weight = output.stats, 1.0 if count else 0.0
+        tokens = stats.num_tokens.detach().double()
+        self._add_sum("loss", output.loss.detach().double() * weight)
+        for name, reduce in self._reductions.items():
+            value = getattr(stats, name)
+            if value is None:
+                continue
+            value = value.detach().double()
+            if reduce == "sum":
+                self._add_sum(name, value * weight)
+            elif reduce == "mean":
+                self._add_sum(name, value * tokens * weight)
+            else:  # max, over parts that have tokens
+                seen = torch.where(tokens > 0, value, -math.inf) if count else value - math.inf
+                previous = self._maxes.get(name)
+                self._maxes[name] = seen if previous is None else torch.maximum(previous, seen)
+
+    def packed(self) -> tuple[Tensor, Tensor]:
+        """``(sums, maxima)`` as two float64 vectors, to all-reduce with SUM and MAX."""
+        sums = torch.stack(list(self._sums.values())) if self._sums else torch.zeros(0)
+        maxes = torch.stack(list(self._maxes.values())) if self._maxes else torch.zeros(0)
+        return sums, maxes.to(sums.device)
+
+    def result(self, sums: Tensor | None = None, maxes: Tensor | None = None) -> dict[str, float]:
+        """The step's ``loss`` and statistics, from `packed` (or its all-reduced version).
+
+        Means are divided by the summed ``num_tokens``; a maximum over no tokens is 0.
+        """
+        local_sums, local_maxes = self.packed()
+        sums = local_sums if sums is None else sums
+        maxes = local_maxes if maxes is None else maxes
+        summed = dict(zip(self._sums, sums.tolist(), strict=True))
+        out: dict[str, float] = {"loss": summed["loss"]} if "loss" in summed else {}
+        tokens = summed.get("num_tokens", 0.0)
+        for name, reduce in self._reductions.items():
+            if reduce == "sum" and name in summed:
+                out[name] = summed[name]
+            elif reduce == "mean" and name in summed:
+                out[name] = summed[name] / max(tokens, 1.0)
+        for name, value in zip(self._maxes, maxes.tolist(), strict=True):
+            out[name] = value if math.isfinite(value) else 0.0
+        return out
+
+    def _add_sum(self, name: str, value: Tensor) -> None:
+        self._sums[name] = value if name not in self._sums else self._sums[name] + value
+
+
 @torch.no_grad()
 def score_buffer(
     policy: Policy, batch: RolloutBatch, micro_batch_size: int, *, reference: bool
@@ -132,6 +233,9 @@ def score_buffer(
 
 __all__ = [
     "MinibatchPlan",
+    "Normalisers",
+    "StepStats",
+    "local_counts",
     "micro_batches",
     "num_minibatches",
     "plan_minibatches",

@@ -1,9 +1,11 @@
 """DDP and FSDP2 (ModelParallelStrategy + fully_shard) with 2 CPU processes over gloo give the same
-update as one process on the same data; the FSDP2 run also checkpoints and resumes. Every run is a
-real `flowsteer fit` subprocess under a hard kill timeout (a hung collective fails the test)."""
+update as one process on the same data, and DDP logs the same `train/*` statistics (reduced over
+the ranks); the FSDP2 run also checkpoints and resumes. Every run is a real `flowsteer fit`
+subprocess under a hard kill timeout (a hung collective fails the test)."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -43,7 +45,13 @@ def _fit(config: Path, *extra: str) -> None:
 
 
 def _config(
-    tmp_path: Path, name: str, policy: Path, *, epochs: int, strategy: dict | str | None
+    tmp_path: Path,
+    name: str,
+    policy: Path,
+    *,
+    epochs: int,
+    strategy: dict | str | None,
+    loss_agg: str = "token-mean",
 ) -> Path:
     world = 1 if strategy is None else 2
     config = {
@@ -52,7 +60,11 @@ def _config(
             "accelerator": "cpu",
             "devices": world,
             "max_epochs": epochs,
-            "logger": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(tmp_path / name), "name": "csv"},
+            },
+            "log_every_n_steps": 1,
             "enable_progress_bar": False,
             "enable_model_summary": False,
             "num_sanity_val_steps": 0,
@@ -83,7 +95,9 @@ def _config(
             "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 1.0}},
             "minibatch_size": 4 // world,  # one optimizer step per iteration over all 4 rows
             "micro_batch_size": 1,
+            "ppo_epochs": 2,  # the second pass has ratios ≠ 1: clip and max statistics
             "max_grad_norm": None,
+            "loss_agg": loss_agg,
         },
         "data": {
             "train": [
@@ -108,6 +122,24 @@ def _assert_same(a: Path, b: Path, base: Path) -> None:
         assert any(not torch.equal(left[k], start[k]) for k in left)
 
 
+def _train_stats(run: Path) -> list[dict[str, float]]:
+    """The logged ``train/*`` values of every step, in order."""
+    (path,) = run.glob("csv/version_*/metrics.csv")
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/tokens")]
+    return [{k: float(v) for k, v in r.items() if k.startswith("train/") and v} for r in rows]
+
+
+def _assert_same_stats(single: Path, ranks: Path) -> None:
+    expected, got = _train_stats(single), _train_stats(ranks)
+    assert len(expected) == len(got) == 4  # 2 iterations × 2 passes
+    for want, have in zip(expected, got, strict=True):
+        assert have.keys() == want.keys()
+        for name, value in want.items():
+            assert have[name] == pytest.approx(value, rel=1e-3, abs=1e-5), name
+    assert max(r["train/ratio_max"] for r in expected) > 1.01  # the maxima have teeth
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory, tiny_policy: Path) -> Path:
     tmp = tmp_path_factory.mktemp("single")
@@ -120,6 +152,19 @@ def single(tmp_path_factory: pytest.TempPathFactory, tiny_policy: Path) -> Path:
 def test_ddp_two_processes_equals_one(single: Path, tmp_path: Path, tiny_policy: Path) -> None:
     _fit(_config(tmp_path, "ddp", tiny_policy, epochs=2, strategy="ddp"))
     _assert_same(single / "single.pt", tmp_path / "ddp.pt", single / "zero.pt")
+    _assert_same_stats(single / "single", tmp_path / "ddp")
+
+
+@pytest.mark.slow
+def test_ddp_sequence_mean_equals_one_process(
+    single: Path, tmp_path: Path, tiny_policy: Path
+) -> None:
+    """Per-sequence weighting over ranks: the global sequence count and padded length."""
+    agg = "seq-mean-token-sum-norm"
+    _fit(_config(tmp_path, "one", tiny_policy, epochs=2, strategy=None, loss_agg=agg))
+    _fit(_config(tmp_path, "ddp", tiny_policy, epochs=2, strategy="ddp", loss_agg=agg))
+    _assert_same(tmp_path / "one.pt", tmp_path / "ddp.pt", single / "zero.pt")
+    _assert_same_stats(tmp_path / "one", tmp_path / "ddp")
 
 
 @pytest.mark.slow

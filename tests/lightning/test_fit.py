@@ -73,13 +73,20 @@ def test_fit_writes_documented_scalars_checkpoint_and_resumes(
     missing = [name for name in DOCUMENTED if name not in logged]
     assert not missing, f"not in TensorBoard: {missing}"
     assert len(logged["train/loss"]) == 2 * 2  # 2 iterations × 2 minibatch steps
+    # A minibatch without a sampled token (episodes cut before their first turn) is no
+    # optimizer step: it logs zeros, and global_step does not count it.
+    trained = sum(1 for _, tokens in logged["train/tokens"] if tokens > 0)
+    for (_, tokens), (_, ratio) in zip(
+        logged["train/tokens"], logged["train/ratio_mean"], strict=True
+    ):
+        assert tokens > 0 or ratio == 0.0
     assert len(logged["rollout/reward/total"]) == 2
     text = EventAccumulator(str(next((tmp_path / "run" / "tb").rglob("events.*")))).Reload()
     assert "rollout/samples/text_summary" in text.Tags()["tensors"]
 
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
-    assert checkpoint["global_step"] == 4
+    assert checkpoint["global_step"] == trained
     assert checkpoint["optimizer_states"][0]["state"]  # AdamW moments are saved
     assert checkpoint["TaskDataModule"]["mixture"]["step"] == 2
     assert (
@@ -94,7 +101,9 @@ def test_fit_writes_documented_scalars_checkpoint_and_resumes(
         == 0
     )
     resumed = torch.load(last, weights_only=False)
-    assert resumed["global_step"] == 6
+    tokens = scalars(tmp_path / "run" / "tb")["train/tokens"]
+    assert len(tokens) == 3 * 2
+    assert resumed["global_step"] == sum(1 for _, n in tokens if n > 0) > trained
     assert resumed["TaskDataModule"]["mixture"]["step"] == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from flowsteer.rl.schedules import WarmupCosine
@@ -119,3 +120,20 @@ def test_warmup_cosine_resumes_its_position_but_takes_a_new_length() -> None:
     longer.load_state_dict(sched.state_dict())
     assert longer.last_epoch == 4 and longer.total_steps == 8
     assert longer.factor(longer.last_epoch) == 0.5  # halfway through the longer cosine
+
+
+def test_warmup_cosine_loaded_into_a_longer_schedule_sets_the_optimizers_lr() -> None:
+    # A run that finished a 4-step cosine (lr 0) resumes with total_steps = 8: the optimizer's
+    # restored lr is the old schedule's; loading the scheduler after it must replace it.
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupCosine(opt, warmup_steps=0, total_steps=4)
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == 0.0
+    resumed = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    longer = WarmupCosine(resumed, warmup_steps=0, total_steps=8)
+    resumed.load_state_dict(opt.state_dict())  # Lightning restores optimizers first
+    longer.load_state_dict(sched.state_dict())
+    assert resumed.param_groups[0]["lr"] == pytest.approx(0.5)
+    assert longer.get_last_lr() == pytest.approx([0.5])
