@@ -48,7 +48,8 @@ class RolloutCallback(L.Callback):
         max_turns: Policy turns per episode (paper: 20).
         max_context_tokens: Longest conversation (paper: 16,384).
         max_new_tokens: Most tokens per policy turn.
-        temperature: Sampling temperature of training episodes (validation is greedy).
+        temperature: Sampling temperature of training episodes (validation is greedy); the one
+            source of the temperature: the module takes every log-prob at it too.
         top_p: Nucleus mass.
         top_k: Top-k (0: off).
         std_scale: Advantage std: per ``group``, per ``batch``, or ``none`` (Dr. GRPO).
@@ -146,6 +147,8 @@ class RolloutCallback(L.Callback):
             SamplingParams(max_tokens=self.sampling.max_tokens, temperature=0.0)
         )
         pl_module.player = self
+        # The trainer's log-probs must be of the distribution the engine samples from.
+        pl_module.logprob_temperature = self.sampling.logprob_temperature
         if stage == "fit":
             datamodule = trainer.datamodule
             if datamodule is None or not hasattr(datamodule, "next_train_tasks"):

@@ -94,7 +94,9 @@ class WeightSyncCallback(L.Callback):
         )
         if hasattr(prompt, "keys"):  # transformers may return a BatchEncoding
             prompt = prompt["input_ids"]
-        params = SamplingParams(max_tokens=self.probe_tokens, temperature=1.0, seed=0)
+        # At the rollouts' temperature: the probe checks the log-probs the update will compare.
+        temperature = rollout.sampling.temperature
+        params = SamplingParams(max_tokens=self.probe_tokens, temperature=temperature, seed=0)
         generation = rollout.run_async(
             rollout.engine.generate([GenerationRequest(list(prompt), params)])
         )[0]
@@ -104,7 +106,9 @@ class WeightSyncCallback(L.Callback):
         was_training = pl_module.policy.training
         pl_module.policy.eval()
         with torch.no_grad():
-            scored = pl_module.policy.token_logprobs(ids, torch.ones_like(ids)).logprobs[0]
+            scored = pl_module.policy.token_logprobs(
+                ids, torch.ones_like(ids), temperature=params.logprob_temperature
+            ).logprobs[0]
         pl_module.policy.train(was_training)
         trainer_lp = scored[len(prompt) :].float().cpu()
         engine_lp = torch.tensor(generation.logprobs, dtype=torch.float32)

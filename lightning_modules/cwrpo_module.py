@@ -59,7 +59,8 @@ class CWRPOModule(L.LightningModule):
         tis_cap: Truncated importance sampling cap for the engine/trainer mismatch (``None``: off).
         max_grad_norm: Clip the gradient norm to this (``None``: measure it, never clip).
         log_entropy: Compute the policy entropy on trained tokens (costs one more vocabulary pass).
-        old_logprobs_in_eval: Score the old policy with dropout off (the sampling engine has none).
+        old_logprobs_in_eval: Score the old policy in eval mode (the sampling engine has no
+            dropout; `Policy` removes it by default, which makes this moot).
         seed: Seeds each iteration's minibatch order.
     """
 
@@ -114,6 +115,10 @@ class CWRPOModule(L.LightningModule):
         self.seed = seed
         # Set by the rollout callback in its `setup` (it knows tasks per rank × group size).
         self.rollout_size: int | None = None
+        # Also set there: its sampling temperature, the one source of truth for the temperature
+        # every log-prob is taken at (old, current, reference), so they are of the behaviour
+        # policy (docs/design.md §5).
+        self.logprob_temperature = 1.0
         self.player: Any = None
         self.buffer: IterationBuffer | None = None
         self.loader = MinibatchLoader(self)
@@ -207,7 +212,13 @@ class CWRPOModule(L.LightningModule):
         if self.old_logprobs_in_eval:
             self.policy.eval()
         batch = self.buffer.batch.to(self.device)
-        scored = score_buffer(self.policy, batch, self.micro_batch_size, reference=self.kl_coef > 0)
+        scored = score_buffer(
+            self.policy,
+            batch,
+            self.micro_batch_size,
+            reference=self.kl_coef > 0,
+            temperature=self.logprob_temperature,
+        )
         self.policy.train(was_training)
         assert self.rollout_size is not None
         plan = plan_minibatches(
@@ -254,7 +265,10 @@ class CWRPOModule(L.LightningModule):
         step = StepStats()
         for micro in micro_batches(batch, self.micro_batch_size):
             out = self.policy.token_logprobs(
-                micro.input_ids, micro.attention_mask, with_entropy=self.log_entropy
+                micro.input_ids,
+                micro.attention_mask,
+                with_entropy=self.log_entropy,
+                temperature=self.logprob_temperature,
             )
             result = cwrpo_loss(
                 out.logprobs,

@@ -4,11 +4,17 @@ It owns what the update needs from a model: per-token log-probs (and entropy) of
 ids, the reference policy's log-probs for the KL term, the weights the rollout engines load, and
 saving. Log-probs follow the index convention of `flowsteer.rollout.trajectory`:
 ``logprobs[b, t] = log π(input_ids[b, t] | input_ids[b, :t])``, and index 0 is never scored.
+
+The behaviour policy is the one that sampled (docs/design.md §5): log-probs are taken at the
+sampling temperature (``logits / T``), and dropout is off by default, because the old log-probs
+are scored without it and the engines have none, so the first minibatch's ratio is exactly 1.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +29,8 @@ from flowsteer.rl.token_logprobs import chunked_logprobs
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LoraSettings:
@@ -31,7 +39,8 @@ class LoraSettings:
     Attributes:
         r: Rank of the update matrices.
         alpha: Scaling numerator; the update is scaled by ``alpha / r``.
-        dropout: Dropout on the LoRA input during training.
+        dropout: Dropout on the LoRA input during training; zeroed by `Policy` while its
+            ``disable_dropout`` is on (the default).
         target_modules: Names of the linear modules that get adapters.
     """
 
@@ -79,6 +88,9 @@ class Policy(torch.nn.Module):
             frozen copy of the initial weights under full fine-tuning (one more model).
         trust_remote_code: Allow model code shipped with the checkpoint.
         logprob_chunk_size: Most tokens whose vocabulary-sized logits exist at once.
+        disable_dropout: Set every dropout probability (the model's and LoRA's) to 0, so the
+            update trains the policy that sampled and was scored: with dropout the first
+            minibatch's ratio is not 1. ``False`` keeps it, with a warning if any is above 0.
     """
 
     def __init__(
@@ -92,6 +104,7 @@ class Policy(torch.nn.Module):
         with_reference: bool = False,
         trust_remote_code: bool = False,
         logprob_chunk_size: int = 1024,
+        disable_dropout: bool = True,
     ) -> None:
         super().__init__()
         if dtype not in ("float32", "bfloat16", "float16"):
@@ -141,6 +154,17 @@ class Policy(torch.nn.Module):
             self.model = get_peft_model(lm, config)
         else:
             self.model = lm
+        if disable_dropout:
+            for module in (self.model, self.reference_model):
+                if module is not None:
+                    _zero_dropout(module)
+        elif active := _active_dropout(self.model):
+            logger.warning(
+                "Policy: disable_dropout=False keeps dropout on during RL (%s); the old "
+                "log-probs are scored without it, so the ratio is not 1 on the first minibatch. "
+                "Set disable_dropout: true (the default) or those probabilities to 0.",
+                ", ".join(active),
+            )
 
     # ---- log-probs ------------------------------------------------------------------------
 
@@ -150,21 +174,28 @@ class Policy(torch.nn.Module):
         attention_mask: Tensor,
         with_entropy: bool = False,
         reference: bool = False,
+        temperature: float = 1.0,
     ) -> TokenLogprobs:
         """`token_logprobs` (or, with ``reference``, the reference policy's log-probs).
 
         Both public methods go through here, via ``__call__``, so the hooks of a wrapper such
         as FSDP's ``fully_shard`` or DDP run around all the work.
         """
+        args = (input_ids, attention_mask, with_entropy, temperature)
         if not reference:
-            return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+            return self._logprobs(self._causal_lm(), *args)
         if self.reference_model is not None:
-            return self._logprobs(self.reference_model, input_ids, attention_mask, with_entropy)
+            return self._logprobs(self.reference_model, *args)
         with self.model.disable_adapter(), _eval_mode(self.model):
-            return self._logprobs(self._causal_lm(), input_ids, attention_mask, with_entropy)
+            return self._logprobs(self._causal_lm(), *args)
 
     def token_logprobs(
-        self, input_ids: Tensor, attention_mask: Tensor, *, with_entropy: bool = False
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        *,
+        with_entropy: bool = False,
+        temperature: float = 1.0,
     ) -> TokenLogprobs:
         """Log-probs (and entropy) of every token given its prefix, under the trained model.
 
@@ -178,15 +209,22 @@ class Policy(torch.nn.Module):
             input_ids: ``[B, T]`` token ids.
             attention_mask: ``[B, T]``, 1 on real tokens, 0 on padding.
             with_entropy: Also return per-token entropies.
+            temperature: Score the distribution of ``logits / temperature``: the sampling
+                temperature, so that the log-probs are of the policy that sampled (greedy
+                decoding, temperature 0, samples no distribution: its callers pass 1, see
+                `SamplingParams.logprob_temperature`).
 
         Returns:
             `TokenLogprobs` with ``[B, T]`` float32 tensors, differentiable in the trainable
             parameters when gradients are enabled.
         """
-        return self(input_ids, attention_mask, with_entropy)
+        return self(input_ids, attention_mask, with_entropy=with_entropy, temperature=temperature)
 
-    def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """``[B, T]`` log-probs under the reference policy (no gradient), same convention.
+    def reference_logprobs(
+        self, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0
+    ) -> Tensor:
+        """``[B, T]`` log-probs under the reference policy (no gradient), same convention and
+        the same ``temperature`` as the policy's, so the KL compares like with like.
 
         Raises:
             RuntimeError: The policy was built without a reference (``with_reference=False``).
@@ -197,19 +235,29 @@ class Policy(torch.nn.Module):
                 "(the trainer does so when kl_coef > 0)"
             )
         with torch.no_grad():
-            return self(input_ids, attention_mask, reference=True).logprobs
+            return self(input_ids, attention_mask, reference=True, temperature=temperature).logprobs
 
     def _causal_lm(self) -> torch.nn.Module:
         """The HF causal LM itself (inside the peft wrapper, adapters injected, under LoRA)."""
         return self.model.get_base_model() if self.is_lora else self.model
 
     def _logprobs(
-        self, lm: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, with_entropy=False
+        self,
+        lm: torch.nn.Module,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        with_entropy: bool,
+        temperature: float,
     ) -> TokenLogprobs:
         if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"input_ids and attention_mask must both be [B, T]; got "
                 f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
+            )
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(
+                f"temperature must be a positive number (greedy decoding scores at 1), "
+                f"got {temperature}"
             )
         real = attention_mask.bool()  # [B, T]
         position_ids = (real.long().cumsum(-1) - 1).clamp(min=0)  # [B, T]
@@ -224,10 +272,16 @@ class Policy(torch.nn.Module):
         scored = real[:, 1:] & real[:, :-1]  # [B, T-1]: target t and its context end t-1
         head = lm.get_output_embeddings()
         head_trainable = any(p.requires_grad for p in head.parameters())
+        transform = self._logit_transform
+
+        def logits(h: Tensor) -> Tensor:  # [n, H] -> [n, V] float32, at the temperature
+            z = transform(head(h).float())
+            return z if temperature == 1.0 else z / temperature
+
         flat_lp, flat_ent = chunked_logprobs(
             hidden[:, :-1][scored],  # [N, H]
             input_ids[:, 1:][scored],  # [N]
-            lambda h: self._logit_transform(head(h).float()),
+            logits,
             chunk_size=self.logprob_chunk_size,
             with_entropy=with_entropy,
             head_trainable=head_trainable,
@@ -365,6 +419,39 @@ def _check_head_reproduces_logits(lm, transform) -> None:
             "reproduce the model's logits (an unknown logit transform?); Policy cannot compute "
             "its log-probs in chunks"
         )
+
+
+def _dropout_sites(model: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Module, str]]:
+    """Every dropout probability in ``model``: ``(kind, owner, attribute)``.
+
+    ``nn.Dropout`` modules (LoRA's ``lora_dropout`` among them) hold theirs in ``p``; attention
+    code in transformers applies dropout functionally from a float attribute such as
+    ``attention_dropout``, so any float instance attribute named ``*dropout*`` counts too.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            parts = [part for part in name.split(".") if "dropout" in part]
+            yield (parts[-1] if parts else "dropout"), module, "p"
+        for attribute, value in vars(module).items():
+            if "dropout" in attribute and isinstance(value, float):
+                yield attribute, module, attribute
+
+
+def _active_dropout(model: torch.nn.Module) -> list[str]:
+    """The dropout probabilities above 0, as sorted ``kind=p`` strings (for the warning)."""
+    active = {
+        f"{kind}={getattr(owner, attribute):g}"
+        for kind, owner, attribute in _dropout_sites(model)
+        if getattr(owner, attribute) > 0
+    }
+    return sorted(active)
+
+
+def _zero_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability in ``model`` to 0 (TRL's ``disable_dropout`` zeroes the
+    ``nn.Dropout`` modules; the functional attention dropout needs its attribute zeroed too)."""
+    for _, owner, attribute in list(_dropout_sites(model)):
+        setattr(owner, attribute, 0.0)
 
 
 def _full(tensor: Tensor) -> Tensor:

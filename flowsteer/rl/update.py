@@ -205,7 +205,12 @@ class StepStats:
 
 @torch.no_grad()
 def score_buffer(
-    policy: Policy, batch: RolloutBatch, micro_batch_size: int, *, reference: bool
+    policy: Policy,
+    batch: RolloutBatch,
+    micro_batch_size: int,
+    *,
+    reference: bool,
+    temperature: float = 1.0,
 ) -> RolloutBatch:
     """The buffer with ``old_logprobs`` (and ``ref_logprobs`` when ``reference``) filled in.
 
@@ -217,6 +222,8 @@ def score_buffer(
         batch: The iteration's buffer, ``[B, T]``.
         micro_batch_size: Rows per forward pass.
         reference: Also score under the reference policy (needed when the KL coefficient > 0).
+        temperature: The sampling temperature (`SamplingParams.logprob_temperature`): both
+            scores are of ``logits / temperature``, the distribution the engine sampled from.
     """
     old = torch.zeros_like(batch.rollout_logprobs)
     ref = torch.zeros_like(batch.rollout_logprobs) if reference else None
@@ -225,9 +232,11 @@ def score_buffer(
         ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
         length = int(mask.sum(dim=1).max()) if mask.numel() else 0
         ids, mask = ids[:, :length], mask[:, :length]
-        old[rows, :length] = policy.token_logprobs(ids, mask).logprobs.to(old.dtype)
+        scored = policy.token_logprobs(ids, mask, temperature=temperature).logprobs
+        old[rows, :length] = scored.to(old.dtype)
         if ref is not None:
-            ref[rows, :length] = policy.reference_logprobs(ids, mask).to(ref.dtype)
+            scored = policy.reference_logprobs(ids, mask, temperature=temperature)
+            ref[rows, :length] = scored.to(ref.dtype)
     return replace(batch, old_logprobs=old, ref_logprobs=ref)
 
 

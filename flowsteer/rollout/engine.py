@@ -1,7 +1,10 @@
 """The `Engine` seam: whatever samples the policy's turns, token ids in, token ids out.
 
 Rollouts never see text on the way into the training sequence: an engine continues token-id
-prompts and returns the sampled ids with their log-probs, exactly as it sampled them. Engines:
+prompts and returns the sampled ids with their log-probs, exactly as it sampled them. The
+log-probs are of the distribution that sampled: ``log_softmax(logits / T)`` at the request's
+temperature T (`SamplingParams.logprob_temperature`), the quantity the trainer recomputes.
+Engines:
 `HFEngine` (transformers ``generate`` on the live policy, CPU), `VLLMEngine` (in-process
 ``vllm.LLM``) and `VLLMServerEngine` (``vllm serve`` over HTTP). vLLM is imported lazily, in
 one module, so importing this file costs nothing.
@@ -25,7 +28,8 @@ class SamplingParams:
 
     Attributes:
         max_tokens: Most new tokens for this turn.
-        temperature: Sampling temperature; 0 means greedy.
+        temperature: Sampling temperature; 0 means greedy. The returned log-probs are taken at
+            this temperature (`logprob_temperature`).
         top_p: Nucleus sampling mass (1.0: off).
         top_k: Top-k sampling (0: off).
         stop_token_ids: Token ids that end the turn; the one sampled is returned (it is part of
@@ -39,6 +43,13 @@ class SamplingParams:
     top_k: int = 0
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+
+    @property
+    def logprob_temperature(self) -> float:
+        """The temperature of the distribution the returned log-probs are under: ``temperature``,
+        or 1 for greedy decoding (0), which samples from no distribution (the raw model's
+        log-probs are the natural score; vLLM returns the same for greedy requests)."""
+        return self.temperature if self.temperature > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,9 @@ class Generation:
 
     Attributes:
         token_ids: The sampled ids, in order, including a sampled stop token.
-        logprobs: The sampling log-prob of each sampled id under the engine's weights
-            (same length as ``token_ids``).
+        logprobs: The log-prob of each sampled id under the engine's weights, at the request's
+            `SamplingParams.logprob_temperature`, before top-k/top-p truncation (same length as
+            ``token_ids``; `VLLMEngine` differs under truncation, see there).
         finish_reason: ``"stop"`` (a stop token was sampled), ``"length"`` (``max_tokens``
             reached) or ``"abort"`` (the engine gave up; ``error`` says why).
         error: Why the request failed, if it did.

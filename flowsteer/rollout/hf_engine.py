@@ -8,13 +8,13 @@ token from that row's own ``torch.Generator`` (seeded from the request's seed) a
 * a seeded request samples the same tokens whatever else is in the batch (up to the float
   noise that padding can add to the logits), like vLLM's per-request seeds.
 
-Log-probs: the returned log-prob of a sampled token is under the RAW model distribution
-(``log_softmax`` of the unprocessed logits, temperature 1, before top-k/top-p), read from
-``generate``'s ``output_logits``. That is what the trainer recomputes (the policy at temperature
-1), so at temperature 1 without truncation engine and trainer agree exactly, and TIS measures
-only real mismatch. vLLM 0.32 returns the same quantity by default (its sampler's
-``logprobs_mode="raw_logprobs"``: log-softmax of the logits before temperature, penalties and
-top-k/top-p), so engines agree on what ``Generation.logprobs`` means.
+Log-probs: the returned log-prob of a sampled token is under the TEMPERED model distribution,
+``log_softmax(logits / T)`` of the unprocessed logits (read from ``generate``'s
+``output_logits``) at the request's `SamplingParams.logprob_temperature`, before top-k/top-p.
+That is what the trainer recomputes (`Policy.token_logprobs` at the sampling temperature), so
+without truncation engine and trainer agree exactly and TIS measures only real mismatch. With
+top-k/top-p the token was drawn from the truncated, renormalised distribution, whose log-prob is
+higher by minus the log of the kept mass; neither side counts that (see `VLLMEngine`, which does).
 """
 
 from __future__ import annotations
@@ -179,7 +179,10 @@ class HFEngine:
         )
         new = out.sequences[:, width:].cpu()  # [B, N]
         logits = torch.stack(out.logits, dim=1).float().cpu()  # [B, N, V], raw
-        logprobs = logits.log_softmax(dim=-1).gather(2, new[:, :, None]).squeeze(2)  # [B, N]
+        # The distribution each row sampled from (before top-k/top-p), as the trainer scores it.
+        temperature = torch.tensor([r.sampling.logprob_temperature for r in requests])  # [B]
+        tempered = logits / temperature[:, None, None]  # [B, N, V]
+        logprobs = tempered.log_softmax(dim=-1).gather(2, new[:, :, None]).squeeze(2)  # [B, N]
         results = []
         stop_set = set(stops)
         for row, r in enumerate(requests):

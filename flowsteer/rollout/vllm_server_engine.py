@@ -3,9 +3,12 @@
 No vLLM import here: the engine speaks vLLM 0.32's OpenAI-compatible completions API
 (``vllm/entrypoints/openai/completion/protocol.py``). Prompts go in as token-id lists; vLLM's
 extra fields ``return_token_ids`` (the sampled ids, exactly) and ``logprobs=0`` (the sampled
-token's log-prob) bring the turn back as ids, never as re-tokenised text. The log-probs are the
-raw model's at temperature 1 as long as the server runs with vLLM's default
-``--logprobs-mode raw_logprobs`` (see `VLLMEngine`).
+token's log-prob) bring the turn back as ids, never as re-tokenised text. The log-probs are of
+the distribution that sampled (``log_softmax(logits / T)``, what the trainer recomputes) only if
+every server runs with ``--logprobs-mode processed_logprobs``: vLLM's default, ``raw_logprobs``,
+ignores the temperature, and the client cannot choose the mode (see `VLLMEngine`). A server left
+on the default shows, at a temperature other than 1, in ``sync/probe_logprob_diff`` and
+``train/mismatch_*`` (about 0.05 nats per token at 0.7).
 
 Weight pushes: the policy's LoRA adapter is saved under a new versioned name and hot-loaded on
 every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--enable-lora``,

@@ -40,6 +40,7 @@ def test_paper_recipe_values() -> None:
     paper = yaml.safe_load((CONFIGS[0].parent / "paper.yaml").read_text())
     model, policy = paper["model"], paper["model"]["policy"]["init_args"]
     assert policy["lora"] == {"r": 64, "alpha": 64, "dropout": 0.05}
+    assert policy["disable_dropout"] is True  # so the LoRA dropout is off during RL
     assert model["optimizer"]["init_args"] == {"lr": 1.0e-5, "weight_decay": 0.01}
     assert model["scheduler"]["init_args"]["warmup_steps"] == 10
     assert (model["clip_eps_low"], model["clip_eps_high"], model["kl_coef"]) == (0.2, 0.2, 0.005)

@@ -49,8 +49,10 @@ def _config(tmp_path: Path, name: str, policy: Path, kill_at: int | None, rollou
         }
         config["trainer"]["callbacks"].pop(1)  # no engine to sync
         config["model"]["optimizer"]["init_args"]["lr"] = 1e-2
-    # LoRA with dropout: the update consumes the global RNG, so its state must be restored too.
+    # LoRA with dropout kept: the update consumes the global RNG, so its state must be restored
+    # too (dropout is off by default; this run keeps it on purpose).
     config["model"]["policy"]["init_args"]["lora"] = {"r": 4, "alpha": 8, "dropout": 0.2}
+    config["model"]["policy"]["init_args"]["disable_dropout"] = False
     config["model"]["ppo_epochs"] = 2
     return write_config(tmp_path / f"{name}.yaml", config)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from flowsteer.models.tiny import build_tiny_model, build_tokenizer
 from flowsteer.rl.policy import LoraSettings, Policy, _check_head_reproduces_logits
@@ -44,11 +45,11 @@ def _perturb_adapters(policy: Policy, seed: int = 1) -> None:
                 param.copy_(0.3 * torch.randn(param.shape, generator=gen))
 
 
-def _naive(model, ids, mask, *, with_entropy=False):
+def _naive(model, ids, mask, *, with_entropy=False, temperature=1.0):
     """The reference computation: full float32 log-softmax over the vocabulary, all at once."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-    logp = logits.float().log_softmax(-1)[:, :-1]  # [B, T-1, V]
+    logp = (logits.float() / temperature).log_softmax(-1)[:, :-1]  # [B, T-1, V]
     scored = mask[:, 1:].bool() & mask[:, :-1].bool()
     lp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1) * scored
     lp = torch.nn.functional.pad(lp, (1, 0))
@@ -318,6 +319,89 @@ def test_bad_settings_are_refused(tiny_dir):
     policy = Policy(str(tiny_dir))
     with pytest.raises(ValueError, match=r"must both be \[B, T\]"):
         policy.token_logprobs(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4))
+
+
+# ---- the behaviour policy: sampling temperature and dropout ---------------------------------
+
+
+@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
+def test_logprobs_at_a_temperature_are_of_the_tempered_distribution(tiny_dir, lora):
+    policy = Policy(str(tiny_dir), lora=lora, with_reference=True, logprob_chunk_size=7)
+    if lora is not None:
+        _perturb_adapters(policy)
+    ids, mask = _batch(_vocab(policy))
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    with torch.no_grad():
+        out = policy.token_logprobs(ids, mask, with_entropy=True, temperature=0.7)
+        want_lp, want_ent = _naive(policy.model, ids, mask, with_entropy=True, temperature=0.7)
+        reference = policy.reference_logprobs(ids, mask, temperature=0.7)
+        raw = policy.token_logprobs(ids, mask).logprobs
+        want_raw, _ = _naive(policy.model, ids, mask)
+    torch.testing.assert_close(out.logprobs, want_lp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.entropy, want_ent, atol=1e-5, rtol=0)
+    torch.testing.assert_close(raw, want_raw, atol=1e-5, rtol=0)  # the default stays T = 1
+    assert (out.logprobs - raw).abs().max() > 1e-2  # the temperature does matter here
+    if lora is not None:  # the reference (adapter off) at the same temperature
+        with torch.no_grad():
+            base_lp, _ = _naive(base, ids, mask, temperature=0.7)
+        torch.testing.assert_close(reference, base_lp, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_temperature_that_is_not_positive_is_refused(tiny_dir, temperature):
+    policy = Policy(str(tiny_dir))
+    ids, mask = _batch(_vocab(policy))
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        policy.token_logprobs(ids, mask, temperature=temperature)
+
+
+def _with_attention_dropout(tiny_dir, out, p: float):
+    """A copy of the tiny model whose config sets attention dropout (applied functionally)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    model.config.attention_dropout = p
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(out)
+    return out
+
+
+def test_dropout_is_off_by_default_so_training_mode_scores_as_eval(tiny_dir, tmp_path):
+    path = _with_attention_dropout(tiny_dir, tmp_path / "dropout", 0.3)
+    policy = Policy(str(path), lora=LoraSettings(r=4, alpha=8, dropout=0.3))
+    _perturb_adapters(policy)  # B = 0 would hide the LoRA dropout
+    ids, mask = _batch(_vocab(policy))
+    assert all(m.p == 0 for m in policy.modules() if isinstance(m, torch.nn.Dropout))
+    with torch.no_grad():
+        policy.eval()
+        scored = policy.token_logprobs(ids, mask).logprobs  # how old log-probs are scored
+        policy.train()
+        first = policy.token_logprobs(ids, mask).logprobs  # how the update sees them
+        second = policy.token_logprobs(ids, mask).logprobs
+    torch.testing.assert_close(first, scored, atol=1e-6, rtol=0)
+    torch.testing.assert_close(second, scored, atol=1e-6, rtol=0)
+
+
+def test_kept_dropout_is_warned_about_once_naming_the_setting(tiny_dir, tmp_path, caplog):
+    path = _with_attention_dropout(tiny_dir, tmp_path / "dropout", 0.1)
+    with caplog.at_level(logging.WARNING, logger="flowsteer.rl.policy"):
+        policy = Policy(
+            str(path), lora=LoraSettings(r=4, alpha=8, dropout=0.05), disable_dropout=False
+        )
+    (record,) = [r for r in caplog.records if r.name == "flowsteer.rl.policy"]
+    message = record.getMessage()
+    assert "disable_dropout=False" in message
+    assert "lora_dropout=0.05" in message and "attention_dropout=0.1" in message
+    # Kept means kept: training mode samples dropout masks.
+    _perturb_adapters(policy)
+    ids, mask = _batch(_vocab(policy))
+    policy.train()
+    with torch.no_grad():
+        first = policy.token_logprobs(ids, mask).logprobs
+        second = policy.token_logprobs(ids, mask).logprobs
+    assert not torch.allclose(first, second, atol=1e-4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flowsteer.rl.policy"):
+        Policy(str(tiny_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.0), disable_dropout=False)
+    assert not caplog.records  # nothing to warn about: no dropout anywhere
 
 
 FSDP_SCRIPT = """

@@ -1,5 +1,5 @@
-"""`HFEngine` on the tiny policy: log-probs equal the model's recomputation, per-request seeds,
-per-request settings in one batch, stop tokens, modes restored."""
+"""`HFEngine` on the tiny policy: log-probs equal the model's recomputation (at the sampling
+temperature), per-request seeds, per-request settings in one batch, stop tokens, modes restored."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def generate(engine, requests):
     return asyncio.run(engine.generate(requests))
 
 
-def recomputed(model, prompt, ids) -> torch.Tensor:
-    """log π(ids | prompt) at temperature 1, one forward pass, no padding."""
+def recomputed(model, prompt, ids, temperature: float = 1.0) -> torch.Tensor:
+    """log π(ids | prompt) of ``logits / temperature``, one forward pass, no padding."""
     with torch.no_grad():
         logits = model(torch.tensor([list(prompt) + list(ids)])).logits[0].float()
-    lp = logits.log_softmax(-1)[len(prompt) - 1 : -1]
+    lp = (logits / temperature).log_softmax(-1)[len(prompt) - 1 : -1]
     return lp.gather(1, torch.tensor(ids)[:, None]).squeeze(1)
 
 
@@ -42,7 +42,7 @@ def test_logprobs_equal_the_models_recomputation(policy):
     requests = [
         GenerationRequest(p, SamplingParams(max_tokens=12, seed=i)) for i, p in enumerate(prompts)
     ]
-    # A top-k/top-p request too: the returned log-prob is still the raw model's.
+    # A top-k/top-p request too: the returned log-prob is of the untruncated distribution.
     requests.append(
         GenerationRequest(prompts[0], SamplingParams(max_tokens=12, seed=9, top_k=20, top_p=0.8))
     )
@@ -50,6 +50,43 @@ def test_logprobs_equal_the_models_recomputation(policy):
         assert len(g.token_ids) == len(g.logprobs) == 12 and g.finish_reason == "length"
         expected = recomputed(model, r.prompt_ids, g.token_ids)
         torch.testing.assert_close(torch.tensor(g.logprobs), expected, atol=1e-5, rtol=0)
+
+
+def test_logprobs_at_a_temperature_are_the_trainers_recomputation(tiny_dir):
+    from flowsteer.rl.policy import Policy
+
+    trainer = Policy(str(tiny_dir))
+    engine = HFEngine(trainer.model, trainer.tokenizer)
+    tok = trainer.tokenizer
+    prompts = [tok.encode("the question answer is"), tok.encode("def solve"), [5, 6]]
+    requests = [
+        GenerationRequest(p, SamplingParams(max_tokens=12, temperature=0.7, seed=i))
+        for i, p in enumerate(prompts)
+    ]
+    # Truncation shapes the sampling only: the log-prob is of the tempered, untruncated one.
+    truncated = SamplingParams(max_tokens=12, temperature=0.7, seed=9, top_k=20, top_p=0.8)
+    requests.append(GenerationRequest(prompts[0], truncated))
+    for r, g in zip(requests, generate(engine, requests), strict=True):
+        assert len(g.token_ids) == len(g.logprobs) == 12
+        ids = torch.tensor([[*r.prompt_ids, *g.token_ids]])
+        with torch.no_grad():
+            scored = trainer.token_logprobs(ids, torch.ones_like(ids), temperature=0.7)
+        got = torch.tensor(g.logprobs)
+        torch.testing.assert_close(got, scored.logprobs[0, len(r.prompt_ids) :], atol=1e-5, rtol=0)
+        expected = recomputed(trainer.model, r.prompt_ids, g.token_ids, temperature=0.7)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        untempered = recomputed(trainer.model, r.prompt_ids, g.token_ids)
+        assert (got - untempered).abs().max() > 1e-3
+
+
+def test_greedy_logprobs_are_at_temperature_one(policy):
+    model, tok = policy
+    prompt = tok.encode("the question")
+    greedy = SamplingParams(max_tokens=6, temperature=0.0)
+    assert greedy.logprob_temperature == 1.0  # greedy samples no distribution: nothing to divide
+    (out,) = generate(HFEngine(model, tok), [GenerationRequest(prompt, greedy)])
+    expected = recomputed(model, prompt, out.token_ids)
+    torch.testing.assert_close(torch.tensor(out.logprobs), expected, atol=1e-5, rtol=0)
 
 
 def test_seeded_requests_reproduce_whatever_the_batch(policy):

@@ -40,6 +40,7 @@ WORKFLOW = [
     "<action>finish</action>",
 ]
 MAX_TURNS = 4
+TEMPERATURE = 0.3
 
 
 def warm_start(policy: Policy, library: OperatorLibrary, steps: int = 300) -> None:
@@ -95,7 +96,7 @@ def test_one_full_iteration_changes_the_policy(tiny_dir):
             WorkflowReward(structure=StructureReward(min_operators=1), mode="ungated"),
             library=library,
             max_turns=MAX_TURNS,
-            sampling=SamplingParams(max_tokens=24, temperature=0.3),
+            sampling=SamplingParams(max_tokens=24, temperature=TEMPERATURE),
         )
         trajectories = asyncio.run(runner.run([TASK], 4, seed=0))
         backend_requests = len(server.chat_requests)
@@ -111,13 +112,16 @@ def test_one_full_iteration_changes_the_policy(tiny_dir):
     batch = collate(trajectories, advantages.values, tok.pad_token_id)
     policy.train()
     with torch.no_grad():
-        old = policy.token_logprobs(batch.input_ids, batch.attention_mask).logprobs
-    # The engine's log-probs are the trainer's on the same multi-turn sequences.
+        old = policy.token_logprobs(
+            batch.input_ids, batch.attention_mask, temperature=TEMPERATURE
+        ).logprobs
+    # The engine's log-probs are the trainer's (at the sampling temperature) on the same
+    # multi-turn sequences.
     mask = batch.loss_mask.bool()
     assert (old - batch.rollout_logprobs)[mask].abs().max() < 1e-4
     before = [p.detach().clone() for p in policy.model.parameters()]
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
-    out = policy.token_logprobs(batch.input_ids, batch.attention_mask)
+    out = policy.token_logprobs(batch.input_ids, batch.attention_mask, temperature=TEMPERATURE)
     loss = cwrpo_loss(
         out.logprobs,
         old,

@@ -45,14 +45,15 @@ def _policy(path, lora_seed: int | None = None):
     return policy
 
 
-def trainer_logprobs(policy, prompt: Sequence[int], tokens: Sequence[int]):
-    """What the trainer computes (`Policy.token_logprobs`: the raw model at temperature 1) for
-    the continuation ``tokens``, and the model's argmax after each prefix."""
+def trainer_logprobs(policy, prompt: Sequence[int], tokens: Sequence[int], temperature=1.0):
+    """What the trainer computes (`Policy.token_logprobs` at the sampling temperature) for the
+    continuation ``tokens``, and the model's argmax after each prefix."""
     import torch
 
     ids = torch.tensor([[*prompt, *tokens]])
     with torch.no_grad():
-        logprobs = policy.token_logprobs(ids, torch.ones_like(ids)).logprobs[0, len(prompt) :]
+        scored = policy.token_logprobs(ids, torch.ones_like(ids), temperature=temperature)
+        logprobs = scored.logprobs[0, len(prompt) :]
         argmax = policy.model(ids).logits[0, len(prompt) - 1 : -1].argmax(-1)
     return logprobs.tolist(), argmax.tolist()
 
@@ -95,26 +96,43 @@ def _run(engine, requests) -> list[Generation]:
 
 
 def test_samples_token_prompts_with_the_trainers_logprobs(engine, models, prompts):
-    sampling = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
-    requests = [GenerationRequest(p, sampling) for p in prompts]
-    # Temperature, top-k and top-p shape the sampling, not the returned (raw) log-probs.
-    truncated = SamplingParams(max_tokens=12, temperature=0.7, top_k=20, top_p=0.8, seed=7)
-    requests.append(GenerationRequest(prompts[0], truncated))
+    # At any temperature the returned log-prob is the trainer's at that temperature.
+    requests = [
+        GenerationRequest(p, SamplingParams(max_tokens=12, temperature=t, seed=7))
+        for t in (1.0, 0.7)
+        for p in prompts
+    ]
     outputs = _run(engine, requests)
     model = _policy(models[0])
     for request, out in zip(requests, outputs, strict=True):
         assert out.error is None and out.finish_reason == "length"
         assert len(out.token_ids) == len(out.logprobs) == 12
-        expected, _ = trainer_logprobs(model, request.prompt_ids, out.token_ids)
+        temperature = request.sampling.temperature
+        expected, _ = trainer_logprobs(model, request.prompt_ids, out.token_ids, temperature)
         assert out.logprobs == pytest.approx(expected, abs=ATOL)
+        if temperature != 1.0:  # and not the raw model's (vLLM's default logprobs_mode)
+            raw, _ = trainer_logprobs(model, request.prompt_ids, out.token_ids)
+            assert out.logprobs != pytest.approx(raw, abs=1e-3)
+
+
+def test_truncated_sampling_returns_the_truncated_distributions_logprobs(engine, models, prompts):
+    # processed_logprobs: after top-k/top-p, renormalised over the kept tokens, so never below
+    # the trainer's untruncated tempered log-prob (the gap is minus the log of the kept mass).
+    truncated = SamplingParams(max_tokens=12, temperature=0.7, top_k=20, top_p=0.8, seed=7)
+    (out,) = _run(engine, [GenerationRequest(prompts[0], truncated)])
+    expected, _ = trainer_logprobs(_policy(models[0]), prompts[0], out.token_ids, 0.7)
+    gaps = [got - want for got, want in zip(out.logprobs, expected, strict=True)]
+    assert min(gaps) > -ATOL and max(gaps) > 1e-3
 
 
 def test_greedy_follows_the_models_argmax(engine, models, prompts):
     outputs = _run(engine, [GenerationRequest(p, SamplingParams(8, 0.0)) for p in prompts])
     model = _policy(models[0])
     for prompt, out in zip(prompts, outputs, strict=True):
-        _, argmax = trainer_logprobs(model, prompt, out.token_ids)
+        logprobs, argmax = trainer_logprobs(model, prompt, out.token_ids)
         assert out.token_ids == argmax
+        # Greedy samples no distribution: its log-probs are at temperature 1, as HFEngine's.
+        assert out.logprobs == pytest.approx(logprobs, abs=ATOL)
 
 
 def test_seeds_reproduce_and_differ(engine, prompts):

@@ -52,13 +52,17 @@ def _policy(path, lora_seed: int | None = None):
     return policy
 
 
-def trainer_logprobs(policy, prompt: Sequence[int], tokens: Sequence[int]) -> list[float]:
-    """What the trainer computes (`Policy.token_logprobs`) for the continuation ``tokens``."""
+def trainer_logprobs(
+    policy, prompt: Sequence[int], tokens: Sequence[int], temperature: float = 1.0
+) -> list[float]:
+    """What the trainer computes (`Policy.token_logprobs` at the sampling temperature) for the
+    continuation ``tokens``."""
     import torch
 
     ids = torch.tensor([[*prompt, *tokens]])
     with torch.no_grad():
-        return policy.token_logprobs(ids, torch.ones_like(ids)).logprobs[0, len(prompt) :].tolist()
+        scored = policy.token_logprobs(ids, torch.ones_like(ids), temperature=temperature)
+    return scored.logprobs[0, len(prompt) :].tolist()
 
 
 def _free_port() -> int:
@@ -118,6 +122,7 @@ def server(model_dir, tmp_path_factory) -> Iterator[str]:
         "--enable-lora",
         f"--max-lora-rank={LORA_RANK}",
         "--max-loras=2",
+        "--logprobs-mode=processed_logprobs",  # at the sampling temperature (VLLMServerEngine)
     ]
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # VLLMEngine sets it for its own process
@@ -173,6 +178,13 @@ def test_samples_token_prompts_with_the_trainers_logprobs(server, model_dir, pro
         )
     again = asyncio.run(engine.generate([GenerationRequest(p, sampling) for p in prompts]))
     assert [o.token_ids for o in again] == [o.token_ids for o in outputs]
+    # At another temperature, the log-probs are the trainer's at that temperature.
+    cooler = SamplingParams(max_tokens=10, temperature=0.7, seed=3)
+    outputs = asyncio.run(engine.generate([GenerationRequest(p, cooler) for p in prompts]))
+    for prompt, out in zip(prompts, outputs, strict=True):
+        assert out.logprobs == pytest.approx(
+            trainer_logprobs(model, prompt, out.token_ids, 0.7), abs=ATOL
+        )
 
 
 def test_stop_token_is_returned(server, prompts, tmp_path):
