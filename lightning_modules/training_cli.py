@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
@@ -17,19 +18,24 @@ from lightning.pytorch.cli import LightningCLI
 from datamodules.task_datamodule import TaskDataModule
 from lightning_modules.cwrpo_module import CWRPOModule
 
+# Lightning 2.6.6's own pytree helper (lightning/pytorch/utilities/_pytree.py) builds a
+# `LeafSpec()`, which torch 2.13 deprecates with a FutureWarning on every fit. Nothing of ours
+# calls it and a user cannot act on it: drop exactly that message, from exactly that module.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    category=FutureWarning,
+    module=r"lightning\.pytorch\.utilities\._pytree",
+)
+
 
 class FlowSteerCLI(LightningCLI):
-    """LightningCLI with FlowSteer's defaults (a checkpoint every step, TensorBoard)."""
+    """LightningCLI over FlowSteer's module and data.
 
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.set_defaults(
-            {
-                "trainer.logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": "runs"},
-                }
-            }
-        )
+    No logger or checkpoint directory is pinned here: Lightning's default logger (TensorBoard)
+    writes under ``trainer.default_root_dir`` and so does `StepCheckpointCallback`, so
+    ``--trainer.default_root_dir DIR`` moves a whole run.
+    """
 
 
 def run_training(argv: Sequence[str]) -> int:
@@ -46,7 +52,45 @@ def run_training(argv: Sequence[str]) -> int:
     except (ValueError, FileNotFoundError, LookupError, TypeError) as err:
         if os.environ.get("FLOWSTEER_TRACEBACK"):
             raise
-        print(f"flowsteer {argv[0]}: error: {err}", file=sys.stderr)
+        print(f"flowsteer {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
         print("(set FLOWSTEER_TRACEBACK=1 to see where)", file=sys.stderr)
         return 2
     return 0
+
+
+# How jsonargparse words the errors it wraps around a component's own (the `__cause__`).
+_WRAPPERS = ("Does not validate against any of the Union subtypes", "Problem with given class_path")
+# Lines of its union dump that say nothing about the cause.
+_GENERIC = ("Expected a <class 'NoneType'>", "Not a valid subclass of", "Does not validate against")
+
+
+def _one_line(err: BaseException) -> str:
+    """The error that matters, on one line.
+
+    A component that refuses its settings inside a union-typed option (an executor's backend in
+    ``trainer.callbacks``) reaches us wrapped by jsonargparse in "Does not validate against any
+    of the Union subtypes" plus a dump of every subtype tried; the component's own message is the
+    innermost cause. It is prefixed with the refusing class when the message does not name it.
+    """
+    inner = err
+    while inner.__cause__ is not None and str(inner).startswith(_WRAPPERS):
+        inner = inner.__cause__
+    text = str(inner)
+    if text.startswith(_WRAPPERS):  # a dump with no cause attached: its first specific line
+        reasons = [
+            line.strip()[2:]
+            for line in text.splitlines()
+            if line.strip().startswith("- ") and not line.strip()[2:].startswith(_GENERIC)
+        ]
+        text = reasons[0] if reasons else text.splitlines()[0]
+    message = " ".join(text.split())
+    if inner is not err:
+        tb = inner.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        owner = tb.tb_frame.f_locals.get("self") if tb is not None else None
+        if tb is not None and tb.tb_frame.f_code.co_name == "__init__" and owner is not None:
+            name = type(owner).__name__
+            if not message.startswith(name):
+                message = f"{name}: {message}"
+    return message
