@@ -9,11 +9,13 @@ rollout with one line naming the setting, or the file, record and field.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.task_datamodule import TaskDataModule
 from lightning_modules.cwrpo_module import CWRPOModule
@@ -27,6 +29,20 @@ warnings.filterwarnings(
     category=FutureWarning,
     module=r"lightning\.pytorch\.utilities\._pytree",
 )
+
+
+class ConfigError(ValueError):
+    """A config the parser refused, condensed to one line (`run_training` prints it)."""
+
+
+class _Parser(LightningArgumentParser):
+    """Parse errors as one line naming the setting, not usage plus a dump of every union member
+    tried (`FLOWSTEER_TRACEBACK=1` restores jsonargparse's own report)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get("FLOWSTEER_TRACEBACK"):
+            super().error(message, ex)  # jsonargparse handles it itself (or the user asked)
+        raise ConfigError(_condense(message)) from ex
 
 
 class FlowSteerCLI(LightningCLI):
@@ -47,6 +63,7 @@ def run_training(argv: Sequence[str]) -> int:
             # From the console script argv is sys.argv[1:]; LightningCLI reads that itself.
             args=None if list(argv) == sys.argv[1:] else list(argv),
             save_config_kwargs={"overwrite": True},
+            parser_class=_Parser,
             auto_configure_optimizers=False,
         )
     except (ValueError, FileNotFoundError, LookupError, TypeError) as err:
@@ -94,3 +111,35 @@ def _one_line(err: BaseException) -> str:
             if not message.startswith(name):
                 message = f"{name}: {message}"
     return message
+
+
+def _condense(message: str) -> str:
+    """jsonargparse's nested report as ``setting.path: reason`` (the first specific reason).
+
+    ``Parser key "model.policy":`` / ``Problem with given class_path '…LoraSettings':`` /
+    ``Parser key "r":`` / ``Expected a <class 'int'>. Got value: x`` becomes
+    ``model.policy.lora.r: Expected a <class 'int'>. Got value: x``; bullets that only say a
+    value is not None or not another subclass are skipped with everything under them.
+    """
+    keys: list[str] = []
+    skip_below: int | None = None
+    for line in message.splitlines():
+        indent, text = len(line) - len(line.lstrip()), line.strip()
+        if skip_below is not None:
+            if indent > skip_below:
+                continue
+            skip_below = None
+        if text.startswith("- "):
+            text = text[2:]
+            if text.startswith(_GENERIC):
+                skip_below = indent
+                continue
+        if not text or text.startswith(
+            ("Subtypes:", "Errors:", "Given value", "Does not validate")
+        ):
+            continue
+        if key := re.fullmatch(r'Parser key "(.+)":', text):
+            keys.append(key[1])
+        elif not re.fullmatch(r"Problem with given class_path '(.+)':", text):
+            return f"{'.'.join(keys)}: {text}" if keys else text
+    return " ".join(message.split())

@@ -123,8 +123,8 @@ _TRANSFORMERS_BACKEND = {
     },
 }
 
-# The three the trainer review named run by default; the rest of the list is marked slow.
-ESSENTIAL = ("tis_cap", "kl_coef", "TransformersBackend")
+# The review's named cases and a parse error run by default; the rest of the list is slow.
+ESSENTIAL = ("tis_cap", "kl_coef", "TransformersBackend", "trainer.callbacks.group_size")
 BAD_SETTINGS = [  # (edit, words the one error line must hold)
     (_set("model.tis_cap", 0.0), ["tis_cap", "> 0", "0.0"]),
     (_set("model.kl_coef", -0.1), ["kl_coef", ">= 0", "-0.1"]),
@@ -140,6 +140,11 @@ BAD_SETTINGS = [  # (edit, words the one error line must hold)
     (_set("trainer.callbacks.1.init_args.tolerance", 0.0), ["tolerance", "> 0"]),
     (_set("trainer.callbacks.2.init_args.every_n_steps", 0), ["every_n_steps", ">= 1"]),
     (_set("data.weights", {"gsm8k": 1.0}), ["weights", "tasks_per_step"]),
+    # Refused by the parser (types, Literal choices), nested in unions: one line all the same.
+    (_set("model.loss_agg", "sum"), ["model.loss_agg", "token-mean", "sum"]),
+    (_set("model.kl_estimator", "k9"), ["model.kl_estimator", "k9"]),
+    (_set(f"{_ROLLOUT}.group_size", "four"), ["trainer.callbacks.group_size", "four"]),
+    (_set("model.policy.init_args.lora", {"r": "x"}), ["model.policy.lora.r", "int"]),
     (
         _set(
             "model.scheduler",
