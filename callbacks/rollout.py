@@ -44,12 +44,12 @@ class RolloutCallback(L.Callback):
         reward: R(τ) of a finished episode (default: the paper's gated reward).
         engine: Samples the policy's turns; ``None``: `HFEngine` on the live policy (CPU, no
             weight sync needed).
-        group_size: Episodes per task (G).
+        group_size: Episodes per task (G), >= 2.
         max_turns: Policy turns per episode (paper: 20).
         max_context_tokens: Longest conversation (paper: 16,384).
         max_new_tokens: Most tokens per policy turn.
-        temperature: Sampling temperature of training episodes (validation is greedy); the one
-            source of the temperature: the module takes every log-prob at it too.
+        temperature: Sampling temperature of training episodes, > 0 (validation is greedy); the
+            one source of the temperature: the module takes every log-prob at it too.
         top_p: Nucleus mass.
         top_k: Top-k (0: off).
         std_scale: Advantage std: per ``group``, per ``batch``, or ``none`` (Dr. GRPO).
@@ -88,8 +88,20 @@ class RolloutCallback(L.Callback):
         samples_to_log: int = 8,
         progress: bool = True,
     ) -> None:
-        if group_size < 1:
-            raise ValueError(f"RolloutCallback: group_size must be >= 1, got {group_size}")
+        _check_settings(
+            group_size=group_size,
+            max_turns=max_turns,
+            max_context_tokens=max_context_tokens,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            std_scale=std_scale,
+            zero_variance=zero_variance,
+            execution_timeout_s=execution_timeout_s,
+            hf_batch_size=hf_batch_size,
+            samples_to_log=samples_to_log,
+        )
         self.executor = executor
         self.reward = reward if reward is not None else WorkflowReward()
         self.engine = engine
@@ -114,6 +126,7 @@ class RolloutCallback(L.Callback):
         self.greedy_runner: RolloutRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._backend_seen = BackendStats()
+        self._eval_traffic: dict[str, dict[str, int]] = {}  # stage -> counters this epoch
         self._tokenizer: Any = None
         self.last_metrics: dict[str, float] = {}
 
@@ -277,12 +290,7 @@ class RolloutCallback(L.Callback):
         metrics["time/rollout_s"] = rollout_s
         now = self._backend_stats()
         seen, self._backend_seen = self._backend_seen, now
-        metrics["backend/calls"] = float(now.calls - seen.calls)
-        metrics["backend/requests"] = float(now.requests - seen.requests)
-        metrics["backend/retries"] = float(now.retries - seen.retries)
-        metrics["backend/failures"] = float(now.failures - seen.failures)
-        # A faulty request was either retried or ended its call as a failure.
-        metrics["backend/faults"] = metrics["backend/retries"] + metrics["backend/failures"]
+        metrics.update(_backend_metrics("backend", now, seen))
         for source in self._sources(trainer):  # every rank logs the same names
             metrics.setdefault(f"rollout/accuracy/{source}", math.nan)
         self._write(trainer, pl_module, metrics)
@@ -293,7 +301,11 @@ class RolloutCallback(L.Callback):
         return sorted(mixture.pools) if mixture is not None else []
 
     def _write(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: dict[str, float]
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        metrics: dict[str, float],
+        rollout: bool = True,
     ) -> None:
         """Reduce over ranks and write at once at the current step (not at epoch end), so an
         iteration's rollout statistics survive a kill before the iteration's updates finish."""
@@ -311,7 +323,8 @@ class RolloutCallback(L.Callback):
             reduced[name] = float(total[i] if _reduce(name) == "sum" else total[i] / count[i])
         if trainer.is_global_zero and trainer.logger is not None:
             trainer.logger.log_metrics(reduced, step=trainer.global_step)
-        self.last_metrics = reduced
+        if rollout:  # `last_metrics` are the last rollout's
+            self.last_metrics = reduced
 
     @rank_zero_only
     def _log_samples(self, trainer: L.Trainer, trajectories: list[Trajectory]) -> None:
@@ -332,10 +345,43 @@ class RolloutCallback(L.Callback):
 
     # -- evaluation ------------------------------------------------------------------------------
 
-    def play_greedy(self, tasks: Sequence[Task]) -> list[Trajectory]:
-        """One greedy episode per held-out task (what validation and test score)."""
+    def play_greedy(
+        self, tasks: Sequence[Task], stage: Literal["val", "test"] = "val"
+    ) -> list[Trajectory]:
+        """One greedy episode per held-out task (what validation and test score).
+
+        Their backend traffic is counted as ``{stage}/backend/*``, never as training's
+        ``backend/*``: the training baseline moves past it.
+        """
         assert self.greedy_runner is not None
-        return self.run_async(self.greedy_runner.run(list(tasks), 1, seed=self.seed))
+        before = self._backend_stats()
+        trajectories = self.run_async(self.greedy_runner.run(list(tasks), 1, seed=self.seed))
+        after = self._backend_stats()
+        delta = {name: getattr(after, name) - getattr(before, name) for name in _COUNTERS}
+        self._backend_seen = self._backend_seen.plus(**delta)
+        total = self._eval_traffic.setdefault(stage, dict.fromkeys(_COUNTERS, 0))
+        for name, value in delta.items():
+            total[name] += value
+        return trajectories
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_eval_traffic(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_eval_traffic(trainer, pl_module, "test")
+
+    def _write_eval_traffic(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> None:
+        # Every rank writes (the reduction is collective), with zeros if it played nothing.
+        traffic = self._eval_traffic.pop(stage, dict.fromkeys(_COUNTERS, 0))
+        zero = BackendStats()
+        self._write(
+            trainer,
+            pl_module,
+            _backend_metrics(f"{stage}/backend", zero.plus(**traffic), zero),
+            rollout=False,
+        )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if (
@@ -361,6 +407,67 @@ class RolloutCallback(L.Callback):
             )
 
 
+def _check_settings(
+    *,
+    group_size: int,
+    max_turns: int,
+    max_context_tokens: int,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    std_scale: str,
+    zero_variance: str,
+    execution_timeout_s: float | None,
+    hf_batch_size: int | None,
+    samples_to_log: int,
+) -> None:
+    """Refuse settings that would fail, or silently train on nothing, only after a rollout."""
+
+    def bad(name: str, value: Any, allowed: str) -> ValueError:
+        return ValueError(f"RolloutCallback: {name} must be {allowed}, got {value!r}")
+
+    if group_size < 2:
+        # A group of one is its own mean: every advantage is 0 and nothing is learned.
+        raise bad("group_size", group_size, ">= 2 (advantages are relative to the task's group)")
+    for name, value in (
+        ("max_turns", max_turns),
+        ("max_context_tokens", max_context_tokens),
+        ("max_new_tokens", max_new_tokens),
+    ):
+        if value < 1:
+            raise bad(name, value, ">= 1")
+    if max_new_tokens > max_context_tokens:
+        raise bad("max_new_tokens", max_new_tokens, f"<= max_context_tokens ({max_context_tokens})")
+    if not temperature > 0.0:  # greedy groups are G copies of one episode: no advantage
+        raise bad("temperature", temperature, "> 0 (training samples; validation is greedy)")
+    if not 0.0 < top_p <= 1.0:
+        raise bad("top_p", top_p, "in (0, 1]")
+    if top_k < 0:
+        raise bad("top_k", top_k, ">= 0 (0: off)")
+    if std_scale not in ("group", "batch", "none"):
+        raise bad("std_scale", std_scale, "one of 'group', 'batch', 'none'")
+    if zero_variance not in ("keep", "drop"):
+        raise bad("zero_variance", zero_variance, "one of 'keep', 'drop'")
+    if execution_timeout_s is not None and not execution_timeout_s > 0.0:
+        raise bad("execution_timeout_s", execution_timeout_s, "> 0, or null for no limit")
+    if hf_batch_size is not None and hf_batch_size < 1:
+        raise bad("hf_batch_size", hf_batch_size, ">= 1, or null for the engine's default")
+    if samples_to_log < 0:
+        raise bad("samples_to_log", samples_to_log, ">= 0")
+
+
+_COUNTERS = ("calls", "requests", "retries", "failures")
+
+
+def _backend_metrics(prefix: str, now: BackendStats, seen: BackendStats) -> dict[str, float]:
+    """The backend's counters between two snapshots, named ``{prefix}/calls`` etc."""
+    metrics = {f"{prefix}/{n}": float(getattr(now, n) - getattr(seen, n)) for n in _COUNTERS}
+    # A faulty request was either retried or ended its call as a failure.
+    metrics[f"{prefix}/faults"] = metrics[f"{prefix}/retries"] + metrics[f"{prefix}/failures"]
+    return metrics
+
+
 def _reduce(name: str) -> str:
     counts = (
         "backend/",
@@ -368,7 +475,7 @@ def _reduce(name: str) -> str:
         "rollout/failed_episodes",
         "rollout/zero_variance_groups",
     )
-    return "sum" if name.startswith(counts) else "mean"
+    return "sum" if name.startswith(counts) or "/backend/" in name else "mean"
 
 
 def _cell(text: str) -> str:

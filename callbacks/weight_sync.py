@@ -36,6 +36,8 @@ class WeightSyncCallback(L.Callback):
     ) -> None:
         if probe_tokens < 0:
             raise ValueError(f"WeightSyncCallback: probe_tokens must be >= 0, got {probe_tokens}")
+        if not tolerance > 0.0:
+            raise ValueError(f"WeightSyncCallback: tolerance must be > 0, got {tolerance!r}")
         self.probe_prompt = probe_prompt
         self.probe_tokens = probe_tokens
         self.tolerance = tolerance
@@ -72,11 +74,13 @@ class WeightSyncCallback(L.Callback):
                 f"{engine.weights_version}"
             )
         self.synced_version = version
-        pl_module.log("time/sync_s", sync_s, on_step=False, on_epoch=True)
+        pl_module.log("time/sync_s", sync_s, on_step=False, on_epoch=True, batch_size=1)
         if self.probe_tokens:
             diff = self.probe(rollout, pl_module)
             self.last_probe_diff = diff
-            pl_module.log("sync/probe_logprob_diff", diff, on_step=False, on_epoch=True)
+            pl_module.log(
+                "sync/probe_logprob_diff", diff, on_step=False, on_epoch=True, batch_size=1
+            )
             if diff > self.tolerance:
                 raise RuntimeError(
                     f"WeightSyncCallback: after syncing version {version} the engine's log-probs "

@@ -99,6 +99,16 @@ class TaskDataModule(L.LightningDataModule):
             )
         if eval_batch_size < 1:
             raise ValueError(f"TaskDataModule: eval_batch_size must be >= 1, got {eval_batch_size}")
+        # The mixture checks these too, but only in `setup`, after the model has been loaded.
+        if counts is not None and weights is not None:
+            raise ValueError("TaskDataModule: give counts or weights, not both")
+        if weights is not None and tasks_per_step is None:
+            raise ValueError("TaskDataModule: sampling by weights needs tasks_per_step")
+        if tasks_per_step is not None and tasks_per_step < 1:
+            raise ValueError(f"TaskDataModule: tasks_per_step must be >= 1, got {tasks_per_step}")
+        negative = {k: v for k, v in {**(counts or {}), **(weights or {})}.items() if v < 0}
+        if negative:
+            raise ValueError(f"TaskDataModule: counts/weights must be >= 0, got {negative}")
         self.train_files = list(train)
         self.val_files = list(val or [])
         self.test_files = list(test or [])

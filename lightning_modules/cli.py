@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="flowsteer",
         description="Train and use a Flow-Director: a small LLM policy that builds agentic workflows.",
     )
+    from flowsteer import __version__
+
+    parser.add_argument("--version", action="version", version=f"flowsteer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, what in (
         ("fit", "train a policy with CWRPO from a YAML config (flowsteer fit --config ...)"),

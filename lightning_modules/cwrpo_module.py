@@ -16,15 +16,16 @@ import io
 import random
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.parsing import AttributeDict
 from torchmetrics import MeanMetric
 
-from flowsteer.rl.losses import cwrpo_loss
+from flowsteer.rl.losses import KLEstimator, LossAgg, cwrpo_loss
 from flowsteer.rl.policy import Policy
 from flowsteer.rl.update import (
     Normalisers,
@@ -51,13 +52,14 @@ class CWRPOModule(L.LightningModule):
         ppo_epochs: Passes over the buffer per iteration.
         minibatch_size: Episodes per optimizer step, per rank.
         micro_batch_size: Episodes per forward/backward (gradient accumulation inside a step).
-        clip_eps_low: Lower clip ε of the ratio.
-        clip_eps_high: Upper clip ε of the ratio.
-        kl_coef: β of the KL penalty to the reference policy (0: no reference is scored).
+        clip_eps_low: Lower clip ε of the ratio, in (0, 1).
+        clip_eps_high: Upper clip ε of the ratio, in (0, 1).
+        kl_coef: β of the KL penalty to the reference policy, >= 0 (0: no reference is scored).
         kl_estimator: Per-token KL estimator.
         loss_agg: How token losses are aggregated.
-        tis_cap: Truncated importance sampling cap for the engine/trainer mismatch (``None``: off).
-        max_grad_norm: Clip the gradient norm to this (``None``: measure it, never clip).
+        tis_cap: Truncated importance sampling cap for the engine/trainer mismatch, > 0
+            (``None``: off).
+        max_grad_norm: Clip the gradient norm to this, > 0 (``None``: measure it, never clip).
         log_entropy: Compute the policy entropy on trained tokens (costs one more vocabulary pass).
         old_logprobs_in_eval: Score the old policy in eval mode (the sampling engine has no
             dropout; `Policy` removes it by default, which makes this moot).
@@ -86,13 +88,18 @@ class CWRPOModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("ppo_epochs", ppo_epochs),
-            ("minibatch_size", minibatch_size),
-            ("micro_batch_size", micro_batch_size),
-        ):
-            if value < 1:
-                raise ValueError(f"CWRPOModule: {name} must be >= 1, got {value}")
+        _check_settings(
+            ppo_epochs=ppo_epochs,
+            minibatch_size=minibatch_size,
+            micro_batch_size=micro_batch_size,
+            clip_eps_low=clip_eps_low,
+            clip_eps_high=clip_eps_high,
+            kl_coef=kl_coef,
+            kl_estimator=kl_estimator,
+            loss_agg=loss_agg,
+            tis_cap=tis_cap,
+            max_grad_norm=max_grad_norm,
+        )
         if kl_coef > 0 and not policy.has_reference:
             raise ValueError("CWRPOModule: kl_coef > 0 needs a policy built with_reference=True")
         self.save_hyperparameters(ignore=["policy", "optimizer", "scheduler"])
@@ -127,6 +134,15 @@ class CWRPOModule(L.LightningModule):
         self._update_started: float | None = None
         self._train_metrics: list[str] = []  # the step statistics logged so far
 
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """What loggers record (TensorBoard's hparams): the constructor's settings plus which code
+        ran them (``flowsteer_version``, ``git_commit``). Kept out of ``hparams``, which
+        checkpoints carry and LightningCLI parses back as model arguments on ``--ckpt_path``."""
+        from lightning_modules.provenance import provenance
+
+        return AttributeDict({**super().hparams_initial, **provenance()})
+
     # -- setup -------------------------------------------------------------------------------
 
     def configure_model(self) -> None:
@@ -152,6 +168,10 @@ class CWRPOModule(L.LightningModule):
         register_fsdp_forward_method(self.policy, "reference_logprobs")
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            # from_pretrained returns eval mode; train mode here, before Lightning's model summary
+            # and its check for modules left in eval mode (on_train_start comes after both).
+            self.policy.train()
         datamodule = getattr(self.trainer, "datamodule", None)
         tasks = []
         if datamodule is not None:
@@ -232,7 +252,14 @@ class CWRPOModule(L.LightningModule):
             batch=scored, rows=self.buffer.rows, plan=plan, iteration=self.buffer.iteration
         )
         self._update_started = time.perf_counter()
-        self.log("time/score_old_s", self._update_started - started, on_epoch=True, on_step=False)
+        # Timings and counters are one value per iteration: batch_size=1 (nothing to infer).
+        self.log(
+            "time/score_old_s",
+            self._update_started - started,
+            on_epoch=True,
+            on_step=False,
+            batch_size=1,
+        )
 
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> None:
         optimizer = self.optimizers()
@@ -318,7 +345,7 @@ class CWRPOModule(L.LightningModule):
             batch_size=max(rows, 1),
         )
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
-        self.log("train/lr", lr, on_step=True, on_epoch=False)
+        self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=1)
 
     def _finish_step(self, batch_idx: int) -> None:
         if batch_idx == self.steps_per_iteration() - 1:
@@ -335,6 +362,7 @@ class CWRPOModule(L.LightningModule):
                 time.perf_counter() - self._update_started,
                 on_epoch=True,
                 on_step=False,
+                batch_size=1,
             )
             self._update_started = None
 
@@ -362,18 +390,24 @@ class CWRPOModule(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def _evaluate(self, tasks: Any, stage: str) -> None:
+    def _evaluate(self, tasks: Any, stage: Literal["val", "test"]) -> None:
         if self.player is None:
             raise ValueError(
                 f"CWRPOModule: {stage} needs a RolloutCallback in trainer.callbacks to play episodes"
             )
-        trajectories = self.player.play_greedy(list(tasks))
+        trajectories = self.player.play_greedy(list(tasks), stage)
         for trajectory in trajectories:
             answer = trajectory.reward_components.get("answer", float("nan"))
             correct = 0.0 if trajectory.error is not None or answer != answer else float(answer)
             self.eval_accuracy[trajectory.source].update(correct)
         for source, metric in self.eval_accuracy.items():
-            self.log(f"{stage}/accuracy/{source}", metric, on_epoch=True, on_step=False)
+            self.log(
+                f"{stage}/accuracy/{source}",
+                metric,
+                on_epoch=True,
+                on_step=False,
+                batch_size=len(trajectories),
+            )
         rewards = [t.reward for t in trajectories if t.error is None]
         if rewards:
             self.log(
@@ -419,7 +453,6 @@ class CWRPOModule(L.LightningModule):
         self.loader.load_state_dict(state["loader"])
 
     def on_train_start(self) -> None:
-        self.policy.train()  # from_pretrained returns eval mode
         if self._pending_rank_state is not None:
             _set_rng_state(self._pending_rank_state["rng"])
             self._pending_rank_state = None
@@ -434,6 +467,47 @@ class CWRPOModule(L.LightningModule):
             )
         for rows in self.buffer.plan.steps[start:]:
             yield trim(self.buffer.batch.select(list(rows)))
+
+
+def _check_settings(
+    *,
+    ppo_epochs: int,
+    minibatch_size: int,
+    micro_batch_size: int,
+    clip_eps_low: float,
+    clip_eps_high: float,
+    kl_coef: float,
+    kl_estimator: str,
+    loss_agg: str,
+    tis_cap: float | None,
+    max_grad_norm: float | None,
+) -> None:
+    """Refuse settings the update would reject (or silently ignore) only after a full rollout."""
+
+    def bad(name: str, value: Any, allowed: str) -> ValueError:
+        return ValueError(f"CWRPOModule: {name} must be {allowed}, got {value!r}")
+
+    for name, value in (
+        ("ppo_epochs", ppo_epochs),
+        ("minibatch_size", minibatch_size),
+        ("micro_batch_size", micro_batch_size),
+    ):
+        if value < 1:
+            raise bad(name, value, ">= 1")
+    # ρ is clipped to [1 - ε_low, 1 + ε_high]: ε_low >= 1 would allow ρ <= 0, ε <= 0 no update.
+    for name, value in (("clip_eps_low", clip_eps_low), ("clip_eps_high", clip_eps_high)):
+        if not 0.0 < value < 1.0:
+            raise bad(name, value, "in (0, 1)")
+    if not kl_coef >= 0.0:  # `not >=` also catches NaN
+        raise bad("kl_coef", kl_coef, ">= 0 (0: no KL penalty)")
+    if kl_estimator not in get_args(KLEstimator):
+        raise bad("kl_estimator", kl_estimator, f"one of {get_args(KLEstimator)}")
+    if loss_agg not in get_args(LossAgg):
+        raise bad("loss_agg", loss_agg, f"one of {get_args(LossAgg)}")
+    if tis_cap is not None and not tis_cap > 0.0:
+        raise bad("tis_cap", tis_cap, "> 0, or null to turn truncated importance sampling off")
+    if max_grad_norm is not None and not max_grad_norm > 0.0:
+        raise bad("max_grad_norm", max_grad_norm, "> 0, or null to never clip")
 
 
 def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

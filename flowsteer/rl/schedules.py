@@ -4,8 +4,13 @@ Example:
     >>> import torch
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     >>> sched = WarmupCosine(opt, warmup_steps=2, total_steps=4)
-    >>> [round(g["lr"], 3) for g in opt.param_groups]
-    [0.333]
+    >>> lrs = []
+    >>> for _ in range(5):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 3))
+    ...     opt.step()
+    ...     sched.step()
+    >>> lrs  # warm-up 1/3, 2/3; the peak at step 2; cosine down to 0 at step 4
+    [0.333, 0.667, 1.0, 0.5, 0.0]
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ from torch.optim.lr_scheduler import LambdaLR
 class WarmupCosine(LambdaLR):
     """Linear warm-up to the optimizer's lr, then cosine decay to ``min_ratio`` of it.
 
-    Stepped once per RL iteration by `CWRPOModule` (the paper: 10 warm-up steps of 300).
+    Stepped once per RL iteration by `CWRPOModule` (the paper: 10 warm-up steps of 300). Step
+    ``s < warmup_steps`` runs at ``(s + 1) / (warmup_steps + 1)`` of the lr and step
+    ``warmup_steps`` at the full lr: ``warmup_steps`` iterations below the peak, none of them at
+    lr 0 (an RL iteration at lr 0 would spend its whole rollout on nothing).
 
     Args:
         optimizer: The optimizer whose lr is scheduled.
-        warmup_steps: Steps of linear warm-up (step 0 runs at 1 / (warmup_steps) of the lr).
+        warmup_steps: Steps of linear warm-up before the peak (0: start at the peak).
         total_steps: Steps until the end of the cosine.
-        min_ratio: The lr at the end, as a fraction of the peak.
+        min_ratio: The lr at the end, as a fraction of the peak, in [0, 1].
     """
 
     def __init__(
@@ -39,6 +47,8 @@ class WarmupCosine(LambdaLR):
             raise ValueError(
                 f"WarmupCosine: need warmup_steps >= 0 and total_steps >= 1, got {warmup_steps}, {total_steps}"
             )
+        if not 0.0 <= min_ratio <= 1.0:
+            raise ValueError(f"WarmupCosine: min_ratio must be in [0, 1], got {min_ratio!r}")
         self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
         super().__init__(optimizer, self.factor)
 

@@ -129,3 +129,44 @@ def test_tiny_model_keeps_the_same_build_and_refuses_another_seed(tmp_path):
     other = _flowsteer("tiny-model", target, *small, "--seed", "1")
     assert other.returncode == 2 and "already holds a model" in other.stderr
     assert (tmp_path / "policy" / "model.safetensors").read_bytes() == weights
+
+
+def test_version_option_and_attribute():
+    import os
+    from importlib.metadata import version
+
+    import flowsteer
+
+    assert flowsteer.__version__ == version("flowsteer")  # installed: the package's metadata
+    repo = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "lightning_modules.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"flowsteer {flowsteer.__version__}"
+
+
+def test_version_falls_back_when_the_package_is_not_installed():
+    code = (
+        "import importlib.metadata as m\n"
+        "def missing(name):\n"
+        "    raise m.PackageNotFoundError(name)\n"
+        "m.version = missing\n"
+        "import flowsteer\n"
+        "print(flowsteer.__version__)\n"
+    )
+    repo = Path(__file__).parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0+unknown"

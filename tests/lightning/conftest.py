@@ -58,15 +58,8 @@ def tiny_config(
             "callbacks": [
                 rollout,
                 {"class_path": "callbacks.WeightSyncCallback", "init_args": {"tolerance": 1e-3}},
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "dirpath": str(run_dir / "checkpoints"),
-                        "save_last": True,
-                        "every_n_train_steps": 1,
-                        "save_top_k": 0,
-                    },
-                },
+                # last.ckpt after every step, under default_root_dir/checkpoints.
+                {"class_path": "callbacks.StepCheckpointCallback"},
                 *extra_callbacks,
             ],
         },

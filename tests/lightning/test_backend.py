@@ -8,10 +8,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flowsteer.llm import Fault, LoopbackServer
 from lightning_modules.cli import main
-from tests.lightning.conftest import REPO, tiny_config, write_config
+from tests.lightning.conftest import EXAMPLES, REPO, tiny_config, write_config
 from tests.lightning.test_fit import scalars
 
 SECRET = "sk-test-7f3a9c1e5b2d4f60-do-not-leak"
@@ -109,3 +110,26 @@ def test_api_key_never_written(
         assert SECRET.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()
     assert SECRET not in out and SECRET not in err
+
+
+@pytest.mark.slow
+def test_validation_traffic_is_counted_apart_from_training(
+    tmp_path: Path, tiny_policy: Path
+) -> None:
+    with LoopbackServer(replies=["#### 4"]) as server:
+        path = _config(tmp_path, tiny_policy, server.base_url, key_env=None)
+        config = yaml.safe_load(path.read_text())
+        config["trainer"].update(max_epochs=2, limit_val_batches=1.0, check_val_every_n_epoch=1)
+        config["data"]["val"] = [{"source": "gsm8k", "path": str(EXAMPLES / "gsm8k_val.jsonl")}]
+        config["data"]["eval_batch_size"] = 2
+        config["trainer"]["callbacks"][0]["init_args"]["max_turns"] = 4
+        write_config(path, config)
+        assert main(["fit", "--config", str(path), "--trainer.limit_val_batches", "1"]) == 0
+        requests = len(server.chat_requests)
+    logged = scalars(tmp_path / "run")
+    train = sum(v for _, v in logged["backend/requests"])
+    val = sum(v for _, v in logged["val/backend/requests"])
+    assert val > 0 and train > 0
+    # Everything but the start-up reachability check, each request counted once, on one side.
+    assert train + val == requests - 1
+    assert len(logged["val/backend/requests"]) == 2  # one per validation epoch

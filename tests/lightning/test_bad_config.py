@@ -97,3 +97,83 @@ def test_live_policy_engine_is_refused_under_fsdp2() -> None:
     module = SimpleNamespace(policy=SimpleNamespace(model=None, tokenizer=None))
     with pytest.raises(ValueError, match="VLLMEngine"):
         RolloutCallback().setup(trainer, module, "fit")
+
+
+def _set(path: str, value):
+    """A config edit: ``path`` is dotted, list items by index (``trainer.callbacks.0.x``)."""
+
+    def edit(config: dict) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        node[last] = value
+
+    return edit
+
+
+_ROLLOUT = "trainer.callbacks.0.init_args"
+_TRANSFORMERS_BACKEND = {
+    "class_path": "flowsteer.canvas.executor.WorkflowExecutor",
+    "init_args": {
+        "backend": {
+            "class_path": "flowsteer.llm.transformers_backend.TransformersBackend",
+            "init_args": {"model_path": "/nope"},
+        }
+    },
+}
+
+# The review's named cases and a parse error run by default; the rest of the list is slow.
+ESSENTIAL = ("tis_cap", "kl_coef", "TransformersBackend", "trainer.callbacks.group_size")
+BAD_SETTINGS = [  # (edit, words the one error line must hold)
+    (_set("model.tis_cap", 0.0), ["tis_cap", "> 0", "0.0"]),
+    (_set("model.kl_coef", -0.1), ["kl_coef", ">= 0", "-0.1"]),
+    (_set("model.clip_eps_low", 1.5), ["clip_eps_low", "(0, 1)", "1.5"]),
+    (_set("model.clip_eps_high", 0.0), ["clip_eps_high", "(0, 1)"]),
+    (_set("model.ppo_epochs", 0), ["ppo_epochs", ">= 1", "0"]),
+    (_set("model.max_grad_norm", 0.0), ["max_grad_norm", "> 0"]),
+    (_set(f"{_ROLLOUT}.group_size", 1), ["group_size", ">= 2", "1"]),
+    (_set(f"{_ROLLOUT}.temperature", 0.0), ["temperature", "> 0"]),
+    (_set(f"{_ROLLOUT}.top_p", 0.0), ["top_p", "(0, 1]"]),
+    (_set(f"{_ROLLOUT}.max_new_tokens", 4096), ["max_new_tokens", "max_context_tokens"]),
+    (_set(f"{_ROLLOUT}.executor", _TRANSFORMERS_BACKEND), ["TransformersBackend", "/nope"]),
+    (_set("trainer.callbacks.1.init_args.tolerance", 0.0), ["tolerance", "> 0"]),
+    (_set("trainer.callbacks.2.init_args.every_n_steps", 0), ["every_n_steps", ">= 1"]),
+    (_set("data.weights", {"gsm8k": 1.0}), ["weights", "tasks_per_step"]),
+    # Refused by the parser (types, Literal choices), nested in unions: one line all the same.
+    (_set("model.loss_agg", "sum"), ["model.loss_agg", "token-mean", "sum"]),
+    (_set("model.kl_estimator", "k9"), ["model.kl_estimator", "k9"]),
+    (_set(f"{_ROLLOUT}.group_size", "four"), ["trainer.callbacks.group_size", "four"]),
+    (_set("model.policy.init_args.lora", {"r": "x"}), ["model.policy.lora.r", "int"]),
+    (
+        _set(
+            "model.scheduler",
+            {"class_path": "flowsteer.rl.schedules.WarmupCosine", "init_args": {"min_ratio": 2.0}},
+        ),
+        ["min_ratio", "[0, 1]", "2.0"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        pytest.param(
+            edit, words, id=words[0], marks=() if words[0] in ESSENTIAL else pytest.mark.slow
+        )
+        for edit, words in BAD_SETTINGS
+    ],
+)
+def test_bad_setting_fails_at_start_with_one_line(
+    tmp_path: Path, tiny_policy: Path, capsys: pytest.CaptureFixture[str], edit, words
+) -> None:
+    config = tiny_config(tmp_path / "run", tiny_policy)
+    edit(config)
+    code, err = _run(tmp_path, config, capsys)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1, err
+    assert all(word in errors[0] for word in words), errors[0]
+    assert "Given value" not in err and "Subtypes" not in err, err  # no jsonargparse dump
+    from tests.lightning.test_fit import scalars
+
+    assert not [tag for tag in scalars(tmp_path / "run") if tag.startswith("rollout/")]

@@ -52,3 +52,38 @@ def test_paper_recipe_values() -> None:
     assert (
         rollout["executor"]["init_args"]["backend"]["init_args"]["api_key_env"] == "OPENAI_API_KEY"
     )
+
+
+def _questions(files: list[dict]) -> set[str]:
+    """Questions of the files a shipped config names (those present here). Ids are not compared:
+    GSM8K's are positions in their file, so two disjoint files share them."""
+    from flowsteer.tasks import read_tasks
+
+    root = CONFIGS[0].parent.parent
+    found: set[str] = set()
+    for file in files:
+        if not (root / file["path"]).exists():
+            continue  # the paper's datasets live outside the repository
+        tasks = read_tasks(file["source"], str(root / file["path"]), file.get("split")).tasks
+        found |= {t.question for t in tasks}
+    return found
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_validation_tasks_are_held_out_from_training(config: Path) -> None:
+    data = yaml.safe_load(config.read_text())["data"]
+    held_out = data.get("val", []) + data.get("test", [])
+    train_paths = {(f["path"], f.get("split")) for f in data["train"]}
+    assert not [f for f in held_out if (f["path"], f.get("split")) in train_paths]
+    assert not _questions(data["train"]) & _questions(held_out)
+
+
+def test_held_out_samples_are_installed_with_the_package() -> None:
+    import configparser
+    import fnmatch
+
+    setup = configparser.ConfigParser()
+    setup.read(CONFIGS[0].parent.parent / "setup.cfg")
+    globs = [g.strip() for g in setup["options.package_data"]["flowsteer"].split(",")]
+    for name in ("gsm8k_val.jsonl", "humaneval_val.jsonl"):
+        assert any(fnmatch.fnmatch(f"examples/data/{name}", g) for g in globs), name

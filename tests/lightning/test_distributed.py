@@ -75,13 +75,9 @@ def _config(
                     "class_path": "tests.lightning.fixed_rollout.FixedRollout",
                     "init_args": {"rows": 4, "out": str(tmp_path / f"{name}.pt")},
                 },
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "dirpath": str(tmp_path / name / "ckpt"),
-                        "save_last": True,
-                        "save_top_k": 0,
-                    },
+                {  # what the configs use; under FSDP2 last.ckpt is a sharded directory
+                    "class_path": "callbacks.StepCheckpointCallback",
+                    "init_args": {"dirpath": str(tmp_path / name / "ckpt")},
                 },
             ],
             **({"strategy": strategy} if strategy is not None else {}),

@@ -137,3 +137,20 @@ def test_warmup_cosine_loaded_into_a_longer_schedule_sets_the_optimizers_lr() ->
     longer.load_state_dict(sched.state_dict())
     assert resumed.param_groups[0]["lr"] == pytest.approx(0.5)
     assert longer.get_last_lr() == pytest.approx([0.5])
+
+
+def test_warmup_cosine_docstring_states_the_warmup_the_code_gives() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    for warmup in (1, 3, 10):
+        sched = WarmupCosine(opt, warmup_steps=warmup, total_steps=300)
+        below_peak = [sched.factor(s) for s in range(warmup)]
+        assert below_peak == [(s + 1) / (warmup + 1) for s in range(warmup)]
+        assert below_peak[0] > 0.0 and sched.factor(warmup) == 1.0  # the peak at step `warmup`
+    # The docstring gives the same rule (it once promised 1 / warmup_steps at step 0).
+    assert "(s + 1) / (warmup_steps + 1)" in " ".join((WarmupCosine.__doc__ or "").split())
+
+
+def test_warmup_cosine_refuses_a_min_ratio_outside_0_1() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="min_ratio must be in"):
+        WarmupCosine(opt, min_ratio=1.5)
