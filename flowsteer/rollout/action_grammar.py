@@ -147,8 +147,6 @@ class ActionGrammar:
             f"op_plain ::= {_choice(names.plain)}",
             f"op_all ::= {_choice(names.plain + names.ensemble)}",
         ]
-        if names.ensemble:
-            rules.append(f"op_ens ::= {_choice(names.ensemble)}")
         if names.checkers:
             rules.append(f"checker ::= {_choice(names.checkers)}")
         plain, every = _max_len(names.plain), _max_len(names.plain + names.ensemble)
@@ -168,14 +166,31 @@ class ActionGrammar:
         head = len("<action>add</action>")
 
         def add(body: str, size: int, pos: _Alt) -> None:
-            alts.append(_Alt(f'"<action>add</action>{body} {pos.expr}?', head + size + pos.size))
+            """An add with an optional position, or without one where that does not fit."""
+            if head + size + pos.size <= budget:
+                alts.append(
+                    _Alt(f'"<action>add</action>{body} {pos.expr}?', head + size + pos.size)
+                )
+            else:
+                alts.append(_Alt(f'"<action>add</action>{body}', head + size))
+
+        def add_operator(options: list[str], pos: _Alt) -> None:
+            """One operator; each name only in the forms (with/without position) that fit."""
+            short = [n for n in options if head + 21 + len(n.encode()) <= budget]
+            placed = [n for n in short if head + 21 + len(n.encode()) + pos.size <= budget]
+            if not short:  # nothing fits: keep them all, the best-effort fallback picks
+                add(f'<operator>" ({_choice(options)}) "</operator>"', 21 + _max_len(options), pos)
+                return
+            body = f'"<action>add</action><operator>" ({_choice(short)}) "</operator>"'
+            alts.append(_Alt(body, head + 21 + _max_len(short)))
+            if placed:
+                body = f'"<action>add</action><operator>" ({_choice(placed)}) "</operator>"'
+                alts.append(_Alt(f"{body} {pos.expr}", head + 21 + _max_len(placed) + pos.size))
 
         if room >= 1 and names.plain:
-            add('<operator>" op_plain "</operator>"', 21 + plain, pos_any)
+            add_operator(names.plain, pos_any)
         if room >= 1 and names.ensemble and after:
-            add(
-                '<operator>" op_ens "</operator>"', 21 + _max_len(names.ensemble), placements[-1][2]
-            )
+            add_operator(names.ensemble, placements[-1][2])
 
         structures = {s.name for s in canvas.library.structures}
         width = min(canvas.max_children, room - 1)

@@ -223,9 +223,7 @@ class RolloutEpisode:
             policy_tokens=sum(self.loss_mask),
             error=self.error,
             weights_version=weights_version,
-            constraint_mass=(
-                self._mass_sum / self._mass_tokens if self._mass_tokens else math.nan
-            ),
+            constraint_mass=(self._mass_sum / self._mass_tokens if self._mass_tokens else math.nan),
         )
 
 

@@ -10,6 +10,13 @@ processor (``vllm/v1/sample/sampler.py``), i.e. exactly what the trainer recompu
 log-prob of each sampled token under the raw model at temperature 1. Requesting
 ``logprobs=0`` returns only the sampled token's.
 
+Constraints: a request's grammar (`ActionConstraint.ebnf`) goes to vLLM as
+``SamplingParams(structured_outputs=StructuredOutputsParams(grammar=...))``; vLLM's xgrammar
+backend ends it on the request's stop tokens. The model runner applies the grammar bitmask to
+the logits before the sampler, so the raw log-probs are then renormalised over the allowed
+tokens, the same quantity `HFEngine` returns. The allowed mass is not observable here
+(`Generation.constraint_mass` stays ``None``).
+
 Weight pushes: ``sync_weights`` streams the policy's full weights (LoRA merged, HF names)
 through vLLM's own checkpoint loader, ``collective_rpc("reload_weights",
 weights_iterator=...)`` (``Worker.reload_weights`` → ``model.load_weights``, which handles the
@@ -32,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
+from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams, grammar_text
 
 if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
@@ -103,11 +110,7 @@ class VLLMEngine:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Sample every request in one ``LLM.generate`` call, run off the event loop."""
         for i, request in enumerate(requests):
-            if request.constraint is not None:
-                raise NotImplementedError(
-                    f"VLLMEngine cannot honour the decoding constraint of request {i} "
-                    f"({type(request.constraint).__name__})"
-                )
+            grammar_text(request.constraint, "VLLMEngine", i)  # refuses what it cannot honour
         return await asyncio.to_thread(self._generate, list(requests))
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Generation]:
@@ -125,7 +128,12 @@ class VLLMEngine:
             prompts = [
                 TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids)) for i in runnable
             ]
-            params = [self._sampling_params(requests[i].sampling) for i in runnable]
+            params = [
+                self._sampling_params(
+                    requests[i].sampling, grammar_text(requests[i].constraint, "", i)
+                )
+                for i in runnable
+            ]
             try:
                 with self._lock:
                     outputs = self._llm.generate(prompts, params, use_tqdm=False)
@@ -147,10 +155,14 @@ class VLLMEngine:
             return f"prompt of {n} tokens leaves no room under max_model_len={self.max_model_len}"
         return None
 
-    def _sampling_params(self, sampling: SamplingParams) -> Any:
+    def _sampling_params(self, sampling: SamplingParams, grammar: str | None = None) -> Any:
         from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         return VLLMSamplingParams(
+            structured_outputs=None
+            if grammar is None
+            else StructuredOutputsParams(grammar=grammar),
             n=1,
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,

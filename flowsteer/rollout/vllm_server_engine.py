@@ -5,7 +5,9 @@ No vLLM import here: the engine speaks vLLM 0.32's OpenAI-compatible completions
 extra fields ``return_token_ids`` (the sampled ids, exactly) and ``logprobs=0`` (the sampled
 token's log-prob) bring the turn back as ids, never as re-tokenised text. The log-probs are the
 raw model's at temperature 1 as long as the server runs with vLLM's default
-``--logprobs-mode raw_logprobs`` (see `VLLMEngine`).
+``--logprobs-mode raw_logprobs`` (see `VLLMEngine`). A request's grammar constraint goes in
+vLLM's extra field ``structured_outputs: {"grammar": ...}`` (renormalised log-probs, as in
+`VLLMEngine`).
 
 Weight pushes: the policy's LoRA adapter is saved under a new versioned name and hot-loaded on
 every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--enable-lora``,
@@ -34,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowsteer.rollout.engine import Generation, GenerationRequest
+from flowsteer.rollout.engine import Generation, GenerationRequest, grammar_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -118,11 +120,7 @@ class VLLMServerEngine:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Send every request concurrently, round-robin over the replicas; results in order."""
         for i, request in enumerate(requests):
-            if request.constraint is not None:
-                raise NotImplementedError(
-                    f"VLLMServerEngine cannot honour the decoding constraint of request {i} "
-                    f"({type(request.constraint).__name__})"
-                )
+            grammar_text(request.constraint, "VLLMServerEngine", i)  # refuses what it cannot honour
         semaphore = asyncio.Semaphore(self.max_concurrency)
         async with self._client(self.request_timeout) as client:
 
@@ -151,6 +149,9 @@ class VLLMServerEngine:
             "return_token_ids": True,
             "return_tokens_as_token_ids": True,
         }
+        grammar = grammar_text(request.constraint, "VLLMServerEngine", 0)
+        if grammar is not None:
+            body["structured_outputs"] = {"grammar": grammar}
         try:
             status, text = await _post(client, f"{url}/v1/completions", body)
         except _transport_errors() as error:
