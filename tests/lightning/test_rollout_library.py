@@ -65,11 +65,11 @@ def test_disagreeing_executor_or_reward_is_refused() -> None:
     narrow = OperatorLibrary.default().restrict(["Plan", "Programmer", "Format"])
     executor = WorkflowExecutor(ScriptedBackend(["4"]), library=narrow)
     callback = RolloutCallback(executor=executor, library=str(PLUGIN))
-    with pytest.raises(ValueError, match="the executor's operator library .* differs"):
+    with pytest.raises(ValueError, match=r"the executor's operator library .* differs"):
         callback._share_library()
     reward = WorkflowReward(structure=StructureReward(library=narrow))
     callback = RolloutCallback(reward=reward, library=str(PLUGIN))
-    with pytest.raises(ValueError, match="the reward's operator library .* differs"):
+    with pytest.raises(ValueError, match=r"the reward's operator library .* differs"):
         callback._share_library()
 
 

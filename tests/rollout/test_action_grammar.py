@@ -85,7 +85,7 @@ def test_admitted_texts_are_exactly_accepted_actions_on_a_random_walk(library, c
     grammar = ActionGrammar(max_think_chars=32, max_prompt_chars=32)
     rng = random.Random(0)
     seen_states, seen_kinds = set(), set()
-    for walk in range(3):
+    for _ in range(3):
         canvas = Canvas(TASK, library=library, max_turns=200, max_nodes=12, max_children=4)
         for _ in range(25):
             constraint = grammar.for_canvas(canvas, 256)

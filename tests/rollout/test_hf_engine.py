@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from flowsteer.rollout import Engine, GenerationRequest, HFEngine, SamplingParams
+from tests.rollout.conftest import empty_canvas_constraint, grammar_replay
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +136,6 @@ def test_constraints_are_refused_not_ignored(policy):
 # -- grammar constraints ------------------------------------------------------------------------
 
 
-def action_constraint(max_tokens: int = 48):
-    """The grammar of an empty canvas's first turn (short free text, so turns end quickly)."""
-    from flowsteer.canvas import Canvas
-    from flowsteer.rollout.action_grammar import ActionGrammar
-    from flowsteer.tasks import Task
-
-    canvas = Canvas(Task("t/0", "toy", "math", "What is 2 + 2?", "4"))
-    return ActionGrammar(max_think_chars=4, max_prompt_chars=4).for_canvas(canvas, max_tokens)
-
-
 def constrained(tok, prompt, seed, constraint, temperature=1.0):
     eot = tok.convert_tokens_to_ids("<|im_end|>")
     params = SamplingParams(
@@ -161,7 +152,7 @@ def test_constrained_and_free_rows_share_a_batch(policy):
 
     model, tok = policy
     engine = HFEngine(model, tok)
-    grammar = action_constraint()
+    grammar = empty_canvas_constraint()
     prompt = tok.encode("the question answer")
     requests = [
         constrained(tok, prompt, 1, grammar),
@@ -185,28 +176,12 @@ def test_constrained_and_free_rows_share_a_batch(policy):
 def test_constrained_logprobs_are_renormalised_over_the_allowed_tokens(policy):
     """The returned log-prob is the model's log-softmax over the tokens the grammar allowed at
     that step (the distribution sampled from); the mass is what the raw model put on them."""
-    import xgrammar
-
     model, tok = policy
     engine = HFEngine(model, tok)
-    grammar = action_constraint()
+    grammar = empty_canvas_constraint()
     prompt = tok.encode("def solve")
     g = generate(engine, [constrained(tok, prompt, 5, grammar)])[0]
-    with torch.no_grad():
-        logits = model(torch.tensor([prompt + g.token_ids])).logits[0, len(prompt) - 1 : -1]
-    info = xgrammar.TokenizerInfo.from_huggingface(tok, vocab_size=logits.shape[-1])
-    compiled = xgrammar.GrammarCompiler(info).compile_grammar(grammar.ebnf)
-    matcher = xgrammar.GrammarMatcher(compiled, override_stop_tokens=[g.token_ids[-1]])
-    bitmask = xgrammar.allocate_token_bitmask(1, logits.shape[-1])
-    expected, masses = [], []
-    for k, token in enumerate(g.token_ids):
-        matcher.fill_next_token_bitmask(bitmask)
-        masked = logits[k : k + 1].clone()
-        xgrammar.apply_token_bitmask_inplace(masked, bitmask)
-        expected.append(float(masked.log_softmax(-1)[0, token]))
-        masses.append(float((masked.logsumexp(-1) - logits[k].logsumexp(-1)).exp()))
-        assert matcher.accept_token(token)
-    assert matcher.is_terminated()
+    expected, masses = grammar_replay(model, tok, prompt, g.token_ids, grammar.ebnf)
     torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(expected), atol=1e-5, rtol=0)
     raw = recomputed(model, prompt, g.token_ids)
     assert (torch.tensor(g.logprobs) >= raw - 1e-6).all()  # renormalising only raises them
