@@ -112,11 +112,9 @@ class RolloutCallback(L.Callback):
         except ValueError as exc:
             raise ValueError(f"RolloutCallback: library: {exc}") from None
         self.constrained_actions = constrained_actions
-        self.grammar = (
-            ActionGrammar(max_think_chars=max_think_chars, max_prompt_chars=max_prompt_chars)
-            if constrained_actions
-            else None
-        )
+        self.max_think_chars = max_think_chars
+        self.max_prompt_chars = max_prompt_chars
+        self.grammar: ActionGrammar | None = None
         self.executor = executor
         self.reward = reward if reward is not None else WorkflowReward()
         self.engine = engine
@@ -168,6 +166,12 @@ class RolloutCallback(L.Callback):
 
             self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
         self._share_library()
+        if self.constrained_actions:
+            self.grammar = ActionGrammar(
+                max_think_chars=self.max_think_chars,
+                max_prompt_chars=self.max_prompt_chars,
+                stop_token_ids=_eos_ids(policy.model, policy.tokenizer),
+            )
         if self.check_backend and self.executor is not None:
             self._check_backend()
         self.runner = self._runner(self.sampling)
@@ -412,6 +416,17 @@ class RolloutCallback(L.Callback):
                 f"RolloutCallback: the checkpoint was trained with group_size "
                 f"{state_dict['group_size']}, this run has {self.group_size}"
             )
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """The model's EOS ids (generation config, then tokenizer): what vLLM's grammar backend
+    admits as the end of a constrained turn."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(int(i) for i in ids))
 
 
 def _reduce(name: str) -> str:

@@ -81,10 +81,18 @@ class ActionGrammar:
         max_think_chars: Longest ``<think>`` text a turn may write.
         max_prompt_chars: Longest prompt a turn may write.
         cache_size: Grammars kept per builder (least recently used are dropped).
+        stop_token_ids: Tokens that end a constrained turn besides the chat's end of turn: the
+            model's EOS ids (its generation config's and the tokenizer's). vLLM's grammar backend
+            admits every one of them as an end of the grammar, so constrained requests stop on
+            them in every engine and all engines renormalise over the same set.
     """
 
     def __init__(
-        self, max_think_chars: int = 256, max_prompt_chars: int = 512, cache_size: int = 4096
+        self,
+        max_think_chars: int = 256,
+        max_prompt_chars: int = 512,
+        cache_size: int = 4096,
+        stop_token_ids: tuple[int, ...] = (),
     ) -> None:
         if max_think_chars < 0 or max_prompt_chars < 1:
             raise ValueError(
@@ -94,6 +102,7 @@ class ActionGrammar:
         self.max_think_chars = max_think_chars
         self.max_prompt_chars = max_prompt_chars
         self.cache_size = cache_size
+        self.stop_token_ids = tuple(int(t) for t in stop_token_ids)
         self._cache: OrderedDict[tuple, ActionConstraint] = OrderedDict()
         self._names: dict[int, tuple[OperatorLibrary, _Names]] = {}
 

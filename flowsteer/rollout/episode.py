@@ -15,7 +15,12 @@ sequence ends on the policy's own last turn. The same check applies to the first
 
 Constrained decoding. With an `ActionGrammar`, each request carries the grammar of the canvas's
 current state sized to the turn's token budget (`ActionConstraint`), so every turn parses and
-the canvas accepts it.
+the canvas accepts it. Such a request also stops on the grammar's extra stop ids (the model's
+EOS ids, `ActionGrammar.stop_token_ids`): vLLM's grammar backend admits every EOS id as an end of
+the grammar (it adds them to each request's stop set, ``ignore_eos`` or not), so all engines end
+and renormalise over the same stop tokens. A turn ended by such an id gets the end-of-turn id
+appended (mask 0), as a turn cut at its budget does, and that id is not in the text the canvas
+reads.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ class RolloutEpisode:
         self.max_context_tokens = max_context_tokens
         self.min_turn_tokens = min_turn_tokens
         self.grammar = grammar
+        self._grammar_stops = tuple(
+            t for t in (grammar.stop_token_ids if grammar else ()) if t != chat.end_of_turn_id
+        )
         self._mass_sum = 0.0
         self._mass_tokens = 0
         first_user = canvas.reset()
@@ -119,6 +127,7 @@ class RolloutEpisode:
         stops = sampling.stop_token_ids
         if self.chat.end_of_turn_id not in stops:
             stops = (*stops, self.chat.end_of_turn_id)
+        stops = (*stops, *(t for t in self._grammar_stops if t not in stops))
         params = replace(
             sampling, max_tokens=min(sampling.max_tokens, room), stop_token_ids=stops, seed=seed
         )
@@ -150,7 +159,7 @@ class RolloutEpisode:
             self.token_ids.append(self.chat.end_of_turn_id)
             self.loss_mask.append(0)
             self.logprobs.append(0.0)
-        text = self.chat.decode_turn(ids)
+        text = self.chat.decode_turn(ids[:-1] if ids and ids[-1] in self._grammar_stops else ids)
         self.turn_texts.append(text)
         result = await self.canvas.step(text)
         if not result.info.valid:

@@ -165,10 +165,10 @@ def empty_canvas_constraint(max_tokens: int = 48):
     return ActionGrammar(max_think_chars=4, max_prompt_chars=4).for_canvas(canvas, max_tokens)
 
 
-def grammar_replay(model, tokenizer, prompt, tokens, ebnf: str):
+def grammar_replay(model, tokenizer, prompt, tokens, ebnf: str, stops: Sequence[int]):
     """(log-probs renormalised over the tokens the grammar allowed, allowed raw mass) of
     ``tokens`` after ``prompt``: one float32 transformers forward, the grammar replayed with
-    xgrammar, the last token as the stop token. The reference every engine is held to."""
+    xgrammar, ending on ``stops``. The reference every engine is held to."""
     import torch
     import xgrammar
 
@@ -177,7 +177,7 @@ def grammar_replay(model, tokenizer, prompt, tokens, ebnf: str):
         logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
     info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=logits.shape[-1])
     compiled = xgrammar.GrammarCompiler(info).compile_grammar(ebnf)
-    matcher = xgrammar.GrammarMatcher(compiled, override_stop_tokens=[tokens[-1]])
+    matcher = xgrammar.GrammarMatcher(compiled, override_stop_tokens=list(stops))
     bitmask = xgrammar.allocate_token_bitmask(1, logits.shape[-1])
     logprobs, masses = [], []
     for k, token in enumerate(tokens):

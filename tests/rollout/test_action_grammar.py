@@ -207,3 +207,26 @@ def test_constraint_is_off_unless_asked(scripted_engine, tiny_tokenizer):
     assert all(isinstance(r.constraint, ActionConstraint) for r in engine.calls[0])
     assert all(r.constraint.state == "building" for r in engine.calls[0])
     assert trajectories[0].constraint_mass != trajectories[0].constraint_mass  # NaN: unmeasured
+
+
+def test_a_constrained_turn_may_end_on_an_eos(scripted_engine, tiny_tokenizer):
+    """vLLM's grammar backend admits the model's EOS ids as an end of the grammar, so a
+    constrained request stops on them too; the canvas reads the turn without the EOS and the
+    end of turn is appended (mask 0)."""
+    eot = tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    eos = tiny_tokenizer.convert_tokens_to_ids("<|endoftext|>")  # in the generation config
+    action = tiny_tokenizer.encode("<action>add</action><operator>Plan</operator>")
+    engine = scripted_engine(tiny_tokenizer, [[*action, eos]])
+    grammar = ActionGrammar(stop_token_ids=(eot, eos))
+    runner = RolloutRunner(
+        engine, tiny_tokenizer, None, WorkflowReward(), max_turns=1, grammar=grammar
+    )
+    trajectory = asyncio.run(runner.run([TASK], 1, seed=0))[0]
+    assert engine.calls[0][0].sampling.stop_token_ids == (eot, eos)
+    assert trajectory.invalid_actions == 0 and trajectory.dsl == "Plan"
+    assert trajectory.token_ids[-2:] == [eos, eot] and trajectory.loss_mask[-2:] == [1, 0]
+    free = scripted_engine(tiny_tokenizer, ["<action>finish</action>"])
+    asyncio.run(
+        RolloutRunner(free, tiny_tokenizer, None, WorkflowReward(), max_turns=1).run([TASK], 1)
+    )
+    assert free.calls[0][0].sampling.stop_token_ids == (eot,)

@@ -181,7 +181,9 @@ def test_constrained_logprobs_are_renormalised_over_the_allowed_tokens(policy):
     grammar = empty_canvas_constraint()
     prompt = tok.encode("def solve")
     g = generate(engine, [constrained(tok, prompt, 5, grammar)])[0]
-    expected, masses = grammar_replay(model, tok, prompt, g.token_ids, grammar.ebnf)
+    expected, masses = grammar_replay(
+        model, tok, prompt, g.token_ids, grammar.ebnf, [g.token_ids[-1]]
+    )
     torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(expected), atol=1e-5, rtol=0)
     raw = recomputed(model, prompt, g.token_ids)
     assert (torch.tensor(g.logprobs) >= raw - 1e-6).all()  # renormalising only raises them
