@@ -119,3 +119,13 @@ def test_warmup_cosine_resumes_its_position_but_takes_a_new_length() -> None:
     longer.load_state_dict(sched.state_dict())
     assert longer.last_epoch == 4 and longer.total_steps == 8
     assert longer.factor(longer.last_epoch) == 0.5  # halfway through the longer cosine
+
+
+def test_episode_stats_constraint_mass_is_the_mean_of_measured_episodes() -> None:
+    def episode(mass: float) -> Trajectory:
+        return Trajectory([1], [1], [0.0], -1.0, constraint_mass=mass)
+
+    stats = EpisodeStats.of([episode(0.2), episode(0.4), episode(float("nan"))])
+    assert abs(stats.to_dict()["rollout/constraint_mass"] - 0.3) < 1e-9
+    unmeasured = EpisodeStats.of([episode(float("nan"))]).to_dict()["rollout/constraint_mass"]
+    assert unmeasured != unmeasured  # NaN: the callback's reduction leaves it out
