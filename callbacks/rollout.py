@@ -7,6 +7,10 @@ computes advantages, collates the buffer the epoch trains on, and logs what the 
 (`EpisodeStats`, backend faults, a sample table). Episodes the engine aborted have reward NaN and
 never train; backend faults are counted from the backend's own counters. It also plays the greedy
 episodes of validation and test for the module (`play_greedy`).
+
+One operator library reaches the canvas (and so the policy's system prompt), the executor, the
+reward and the action grammar: the ``library`` setting, else the executor's, else the default
+twelve. An executor or reward holding a different library is refused at setup.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.execution import Executor
 from flowsteer.llm.backend import BackendStats
+from flowsteer.operators.library import OperatorLibrary
 from flowsteer.rewards import WorkflowReward
 from flowsteer.rl.advantages import compute_advantages
+from flowsteer.rollout.action_grammar import ActionGrammar
 from flowsteer.rollout.batch import collate
 from flowsteer.rollout.engine import Engine, SamplingParams
 from flowsteer.rollout.episode_stats import EpisodeStats
@@ -63,6 +69,14 @@ class RolloutCallback(L.Callback):
             unreachable backend fails before any rollout.
         samples_to_log: Episodes written to TensorBoard's text table each iteration.
         progress: Show a rollout progress bar (episodes done / total, mean reward so far).
+        constrained_actions: Decode every policy turn under the action grammar of the canvas's
+            state (`ActionGrammar`), so every turn is an action the canvas accepts
+            (``rollout/invalid_action_rate`` is 0); training and validation episodes alike.
+        max_think_chars: Under ``constrained_actions``, longest ``<think>`` text per turn.
+        max_prompt_chars: Under ``constrained_actions``, longest prompt per turn.
+        library: The operator library of the canvas, the executor, the reward and the
+            grammar: a ``.yaml``/``.json`` file or an import path ``pkg.module:NAME``
+            (`OperatorLibrary.load`); ``None``: the executor's library, else the default.
     """
 
     def __init__(
@@ -87,6 +101,10 @@ class RolloutCallback(L.Callback):
         check_backend: bool = True,
         samples_to_log: int = 8,
         progress: bool = True,
+        constrained_actions: bool = False,
+        max_think_chars: int = 256,
+        max_prompt_chars: int = 512,
+        library: str | None = None,
     ) -> None:
         _check_settings(
             group_size=group_size,
@@ -102,6 +120,14 @@ class RolloutCallback(L.Callback):
             hf_batch_size=hf_batch_size,
             samples_to_log=samples_to_log,
         )
+        try:
+            self.library = None if library is None else OperatorLibrary.load(library)
+        except ValueError as exc:
+            raise ValueError(f"RolloutCallback: library: {exc}") from None
+        self.constrained_actions = constrained_actions
+        self.max_think_chars = max_think_chars
+        self.max_prompt_chars = max_prompt_chars
+        self.grammar: ActionGrammar | None = None
         self.executor = executor
         self.reward = reward if reward is not None else WorkflowReward()
         self.engine = engine
@@ -153,6 +179,13 @@ class RolloutCallback(L.Callback):
             from flowsteer.rollout.hf_engine import HFEngine
 
             self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
+        self._share_library()
+        if self.constrained_actions:
+            self.grammar = ActionGrammar(
+                max_think_chars=self.max_think_chars,
+                max_prompt_chars=self.max_prompt_chars,
+                stop_token_ids=_eos_ids(policy.model, policy.tokenizer),
+            )
         if self.check_backend and self.executor is not None:
             self._check_backend()
         self.runner = self._runner(self.sampling)
@@ -177,6 +210,8 @@ class RolloutCallback(L.Callback):
             self._tokenizer,
             self.executor,
             self.reward,
+            library=self.library,
+            grammar=self.grammar,
             max_turns=self.max_turns,
             max_context_tokens=self.max_context_tokens,
             sampling=sampling,
@@ -184,6 +219,31 @@ class RolloutCallback(L.Callback):
             execution_timeout_s=self.execution_timeout_s,
             enable_thinking=self.enable_thinking,
         )
+
+    def _share_library(self) -> None:
+        """Give one library object to the canvas, the executor and the reward (the grammar is
+        built from the canvas's), refusing a collaborator configured with another one."""
+        held = getattr(self.executor, "library", None)
+        default = OperatorLibrary.default()
+        if self.library is None:
+            self.library = held if isinstance(held, OperatorLibrary) else default
+        want = self.library.to_dict()
+        if isinstance(held, OperatorLibrary) and held is not self.library:
+            # An executor built from YAML holds the default library unless told otherwise.
+            if held.to_dict() not in (want, default.to_dict()):
+                raise ValueError(
+                    f"RolloutCallback: the executor's operator library ({', '.join(held.names)}) "
+                    f"differs from the rollout library ({', '.join(self.library.names)}); set "
+                    "the library once, in the rollout callback's `library`"
+                )
+            self.executor.library = self.library  # type: ignore[union-attr]
+        own = getattr(getattr(self.reward, "structure", None), "library", None)
+        if own is not None and own is not self.library and own.to_dict() != want:
+            raise ValueError(
+                f"RolloutCallback: the reward's operator library ({', '.join(own.names)}) "
+                f"differs from the rollout library ({', '.join(self.library.names)}); leave "
+                "the reward's library unset (episodes score with the canvas's library)"
+            )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._backend_seen = self._backend_stats()
@@ -466,6 +526,15 @@ def _backend_metrics(prefix: str, now: BackendStats, seen: BackendStats) -> dict
     # A faulty request was either retried or ended its call as a failure.
     metrics[f"{prefix}/faults"] = metrics[f"{prefix}/retries"] + metrics[f"{prefix}/failures"]
     return metrics
+def _eos_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
+    """The model's EOS ids (generation config, then tokenizer): what vLLM's grammar backend
+    admits as the end of a constrained turn."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(int(i) for i in ids))
 
 
 def _reduce(name: str) -> str:

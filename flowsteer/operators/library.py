@@ -88,6 +88,35 @@ class OperatorLibrary:
         operators, structures = _parse_mapping(data, "<dict>")
         return cls(operators, structures if structures else None)
 
+    @classmethod
+    def load(cls, ref: str | Path) -> OperatorLibrary:
+        """A library named by a config value: a ``.yaml``/``.yml``/``.json`` file (`from_file`),
+        or an import path ``"pkg.module:NAME"`` naming an `OperatorLibrary` (or a function
+        returning one) or what `extend` takes (the default library plus those operators)."""
+        text = str(ref)
+        if Path(text).suffix.lower() in (".yaml", ".yml", ".json"):
+            if not Path(text).is_file():
+                raise ValueError(f"operator library file {text!r} does not exist")
+            return cls.from_file(text)
+        if ":" not in text:
+            raise ValueError(
+                f"operator library {text!r} is neither a .yaml/.json file nor an import path "
+                "'pkg.module:NAME'"
+            )
+        module_name, _, attr = text.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import operator library {text!r}: {exc}") from exc
+        if callable(obj) and not isinstance(obj, type):
+            obj = obj()
+        if isinstance(obj, OperatorLibrary):
+            return obj
+        try:
+            return cls.default().extend(text)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"operator library {text!r}: {exc}") from exc
+
     def to_dict(self) -> dict[str, Any]:
         """Inverse of `from_dict`."""
         return {

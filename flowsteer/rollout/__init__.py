@@ -1,5 +1,6 @@
 """Token-exact multi-turn rollouts: engines, episodes, trajectories and their collation."""
 
+from flowsteer.rollout.action_grammar import ActionConstraint, ActionGrammar
 from flowsteer.rollout.batch import RolloutBatch, collate
 from flowsteer.rollout.chat import ChatFormat
 from flowsteer.rollout.engine import Engine, Generation, GenerationRequest, SamplingParams
@@ -11,6 +12,8 @@ from flowsteer.rollout.vllm_engine import VLLMEngine  # imports vllm only when c
 from flowsteer.rollout.vllm_server_engine import VLLMServerEngine
 
 __all__ = [
+    "ActionConstraint",
+    "ActionGrammar",
     "ChatFormat",
     "Engine",
     "Generation",

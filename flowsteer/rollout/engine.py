@@ -60,7 +60,8 @@ class GenerationRequest:
         prompt_ids: The whole conversation so far, as token ids.
         sampling: How to sample it.
         constraint: A per-request decoding constraint (e.g. a grammar that depends on this
-            episode's canvas state); ``None``: unconstrained. Engines that cannot honour a
+            episode's canvas state); ``None``: unconstrained. The engines here honour an object
+            with an ``ebnf`` grammar text (`ActionConstraint`); engines that cannot honour a
             constraint must raise rather than ignore it.
     """
 
@@ -81,12 +82,30 @@ class Generation:
         finish_reason: ``"stop"`` (a stop token was sampled), ``"length"`` (``max_tokens``
             reached) or ``"abort"`` (the engine gave up; ``error`` says why).
         error: Why the request failed, if it did.
+        constraint_mass: Under a constraint, the mean over the sampled tokens of the
+            probability mass the raw policy put on the allowed tokens; ``None`` when the
+            request was unconstrained or the engine cannot measure it (vLLM).
     """
 
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: FinishReason
     error: str | None = None
+    constraint_mass: float | None = None
+
+
+def grammar_text(constraint: object | None, engine: str, index: int) -> str | None:
+    """The EBNF text of a request's constraint (``None``: unconstrained); raises
+    `NotImplementedError` for a constraint ``engine`` cannot honour, never ignoring it."""
+    if constraint is None:
+        return None
+    ebnf = getattr(constraint, "ebnf", None)
+    if not isinstance(ebnf, str):
+        raise NotImplementedError(
+            f"{engine} cannot honour the decoding constraint of request {index} "
+            f"({type(constraint).__name__}); it honours grammar constraints with an `ebnf` text"
+        )
+    return ebnf
 
 
 @runtime_checkable
@@ -107,4 +126,11 @@ class Engine(Protocol):
         ...
 
 
-__all__ = ["Engine", "FinishReason", "Generation", "GenerationRequest", "SamplingParams"]
+__all__ = [
+    "Engine",
+    "FinishReason",
+    "Generation",
+    "GenerationRequest",
+    "SamplingParams",
+    "grammar_text",
+]

@@ -12,6 +12,15 @@ Before an observation is appended, the episode checks that the observation plus 
 (``min_turn_tokens`` sampled tokens and that one slot) still fits; if not, the episode ends
 there, flagged ``context_truncated`` (and ``truncated``), without the observation, so the
 sequence ends on the policy's own last turn. The same check applies to the first prompt.
+
+Constrained decoding. With an `ActionGrammar`, each request carries the grammar of the canvas's
+current state sized to the turn's token budget (`ActionConstraint`), so every turn parses and
+the canvas accepts it. Such a request also stops on the grammar's extra stop ids (the model's
+EOS ids, `ActionGrammar.stop_token_ids`): vLLM's grammar backend admits every EOS id as an end of
+the grammar (it adds them to each request's stop set, ``ignore_eos`` or not), so all engines end
+and renormalise over the same stop tokens. A turn ended by such an id gets the end-of-turn id
+appended (mask 0), as a turn cut at its budget does, and that id is not in the text the canvas
+reads.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from dataclasses import replace
 from flowsteer.canvas.canvas import Canvas
 from flowsteer.canvas.execution import ExecutionResult
 from flowsteer.rewards.workflow_reward import WorkflowReward
+from flowsteer.rollout.action_grammar import ActionGrammar
 from flowsteer.rollout.chat import ChatFormat
 from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
 from flowsteer.rollout.trajectory import Trajectory
@@ -38,6 +48,7 @@ class RolloutEpisode:
         group_id: The task's index in the rollout.
         max_context_tokens: Longest sequence the episode may build.
         min_turn_tokens: Fewest tokens a turn must be able to sample for it to be played.
+        grammar: Constrains every turn to an action the canvas accepts; ``None``: free text.
     """
 
     def __init__(
@@ -48,6 +59,7 @@ class RolloutEpisode:
         group_id: int = 0,
         max_context_tokens: int = 16384,
         min_turn_tokens: int = 32,
+        grammar: ActionGrammar | None = None,
     ) -> None:
         if min_turn_tokens < 1:
             raise ValueError(f"min_turn_tokens must be at least 1, got {min_turn_tokens}")
@@ -56,6 +68,12 @@ class RolloutEpisode:
         self.group_id = group_id
         self.max_context_tokens = max_context_tokens
         self.min_turn_tokens = min_turn_tokens
+        self.grammar = grammar
+        self._grammar_stops = tuple(
+            t for t in (grammar.stop_token_ids if grammar else ()) if t != chat.end_of_turn_id
+        )
+        self._mass_sum = 0.0
+        self._mass_tokens = 0
         first_user = canvas.reset()
         self.token_ids: list[int] = chat.prompt_ids(canvas.system_prompt(), first_user)
         self.loss_mask: list[int] = [0] * len(self.token_ids)
@@ -109,10 +127,16 @@ class RolloutEpisode:
         stops = sampling.stop_token_ids
         if self.chat.end_of_turn_id not in stops:
             stops = (*stops, self.chat.end_of_turn_id)
+        stops = (*stops, *(t for t in self._grammar_stops if t not in stops))
         params = replace(
             sampling, max_tokens=min(sampling.max_tokens, room), stop_token_ids=stops, seed=seed
         )
-        return GenerationRequest(prompt_ids=list(self.token_ids), sampling=params)
+        constraint = None
+        if self.grammar is not None:
+            constraint = self.grammar.for_canvas(self.canvas, params.max_tokens)
+        return GenerationRequest(
+            prompt_ids=list(self.token_ids), sampling=params, constraint=constraint
+        )
 
     async def play(self, generation: Generation) -> None:
         """Append the engine's turn, let the canvas act on its text, append the observation."""
@@ -124,6 +148,9 @@ class RolloutEpisode:
             self._over = True
             return
         ids = list(generation.token_ids)
+        if generation.constraint_mass is not None and ids:
+            self._mass_sum += generation.constraint_mass * len(ids)
+            self._mass_tokens += len(ids)
         self.token_ids += ids
         self.loss_mask += [1] * len(ids)
         self.logprobs += [float(x) for x in generation.logprobs]
@@ -132,7 +159,7 @@ class RolloutEpisode:
             self.token_ids.append(self.chat.end_of_turn_id)
             self.loss_mask.append(0)
             self.logprobs.append(0.0)
-        text = self.chat.decode_turn(ids)
+        text = self.chat.decode_turn(ids[:-1] if ids and ids[-1] in self._grammar_stops else ids)
         self.turn_texts.append(text)
         result = await self.canvas.step(text)
         if not result.info.valid:
@@ -205,6 +232,7 @@ class RolloutEpisode:
             policy_tokens=sum(self.loss_mask),
             error=self.error,
             weights_version=weights_version,
+            constraint_mass=(self._mass_sum / self._mass_tokens if self._mass_tokens else math.nan),
         )
 
 

@@ -58,6 +58,9 @@ class EpisodeStats:
         policy_tokens: Tokens the policy sampled per episode.
         backend_calls: Backend LLM calls per episode.
         backend_tokens: Backend tokens per episode.
+        constraint_mass: Under constrained decoding, the mean probability mass the raw policy
+            put on the allowed tokens (per episode, then averaged); NaN when no episode
+            measured it (unconstrained, or a vLLM engine).
     """
 
     episodes: int
@@ -74,6 +77,7 @@ class EpisodeStats:
     policy_tokens: float = 0.0
     backend_calls: float = 0.0
     backend_tokens: float = 0.0
+    constraint_mass: float = math.nan
 
     @classmethod
     def of(cls, trajectories: Sequence[Trajectory], div_max: float = 1.0) -> EpisodeStats:
@@ -107,6 +111,7 @@ class EpisodeStats:
             policy_tokens=sum(t.policy_tokens for t in ok) / n,
             backend_calls=sum(t.backend_calls for t in ok) / n,
             backend_tokens=sum(t.backend_tokens for t in ok) / n,
+            constraint_mass=_mean_or_nan([t.constraint_mass for t in ok]),
         )
 
     def to_dict(self, prefix: str = "rollout") -> dict[str, float]:
@@ -128,9 +133,15 @@ class EpisodeStats:
             "policy_tokens",
             "backend_calls",
             "backend_tokens",
+            "constraint_mass",  # NaN when unmeasured: the callback's reduction skips NaN
         ):
             out[f"{prefix}/{name}"] = float(getattr(self, name))
         return out
+
+
+def _mean_or_nan(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _is_shortcut(trajectory: Trajectory) -> bool:

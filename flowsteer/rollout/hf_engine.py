@@ -15,6 +15,17 @@ That is what the trainer recomputes (`Policy.token_logprobs` at the sampling tem
 without truncation engine and trainer agree exactly and TIS measures only real mismatch. With
 top-k/top-p the token was drawn from the truncated, renormalised distribution, whose log-prob is
 higher by minus the log of the kept mass; neither side counts that (see `VLLMEngine`, which does).
+
+Constraints. A request may carry a grammar (`GenerationRequest.constraint` with an ``ebnf``
+text, e.g. `ActionConstraint`); its row gets an xgrammar ``GrammarMatcher`` inside the same
+per-row sampler, so constrained and unconstrained rows share a batch. Each step the matcher's
+bitmask sets the disallowed logits to -inf after tempering (and before top-k/top-p), the
+sampled token advances the matcher, and once the grammar is complete only the request's stop
+tokens are allowed, which ends the turn. The log-prob of a constrained token is under the
+distribution actually sampled from: the tempered logits with the mask, renormalised over the
+allowed tokens (what vLLM returns too: it applies the grammar bitmask to the logits before its
+sampler computes ``processed_logprobs``). `Generation.constraint_mass` reports how much probability
+the raw policy put on the allowed tokens.
 """
 
 from __future__ import annotations
@@ -25,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
+from flowsteer.rollout.engine import (
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    SamplingParams,
+    grammar_text,
+)
 
 if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
@@ -34,7 +51,14 @@ if TYPE_CHECKING:
 class _RowSampler:
     """A logits processor that samples each row with its own settings and generator."""
 
-    def __init__(self, params: Sequence[SamplingParams], prompt_len: int, force_id: int | None):
+    def __init__(
+        self,
+        params: Sequence[SamplingParams],
+        prompt_len: int,
+        force_id: int | None,
+        matchers: Sequence[Any | None] = (),
+        vocab_size: int = 0,
+    ):
         self.prompt_len = prompt_len
         self.force_id = force_id
         self.params = list(params)
@@ -48,12 +72,47 @@ class _RowSampler:
         self.top_k = torch.tensor([p.top_k for p in self.params], dtype=torch.long)
         self.top_p = torch.tensor([p.top_p for p in self.params], dtype=torch.float32)
         self.max_tokens = torch.tensor([p.max_tokens for p in self.params], dtype=torch.long)
+        # Constrained rows: an xgrammar matcher each; what they sampled is recorded per step.
+        self.matchers = list(matchers) or [None] * len(self.params)
+        self.logprobs: list[list[float]] = [[] for _ in self.params]
+        self.masses: list[list[float]] = [[] for _ in self.params]
+        self.errors: list[str | None] = [None] * len(self.params)
+        self.bitmask = None
+        if any(m is not None for m in self.matchers):
+            import xgrammar
+
+            self.bitmask = xgrammar.allocate_token_bitmask(len(self.params), vocab_size)
+
+    def _constrained_rows(self, step: int) -> list[int]:
+        """Rows whose grammar still chooses the next token."""
+        return [
+            row
+            for row, m in enumerate(self.matchers)
+            if m is not None
+            and self.errors[row] is None
+            and step < int(self.max_tokens[row])
+            and not m.is_terminated()
+        ]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_len
         logits = scores.float().cpu()  # [B, V]
         greedy = self.temperature <= 0
         scaled = logits / torch.where(greedy, 1.0, self.temperature)[:, None]
+        rows = self._constrained_rows(step)
+        # Log-probs and the allowed mass are read from the TEMPERED logits (greedy rows: T = 1),
+        # the distribution the trainer recomputes; constrained rows renormalise over the grammar.
+        tempered = scaled
+        if rows:
+            import xgrammar
+
+            for row in rows:
+                self.matchers[row].fill_next_token_bitmask(self.bitmask, row)
+            tempered = scaled.clone()
+            # Mask after tempering (and before top-k/top-p): a -inf logit stays -inf at any
+            # temperature, so the sampled distribution is the tempered one over allowed tokens.
+            xgrammar.apply_token_bitmask_inplace(scaled, self.bitmask, indices=rows)
+        masked = scaled
         sorted_logits, order = scaled.sort(dim=-1, descending=True)  # [B, V]
         rank = torch.arange(logits.shape[1])[None, :]
         drop = (self.top_k[:, None] > 0) & (rank >= self.top_k[:, None])
@@ -71,7 +130,9 @@ class _RowSampler:
         )
         pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp_max(cdf.shape[1] - 1)
         chosen = order.gather(1, pick).squeeze(1)  # [B]
-        chosen = torch.where(greedy, logits.argmax(dim=-1), chosen)
+        chosen = torch.where(greedy, masked.argmax(dim=-1), chosen)
+        if rows:
+            self._advance(rows, tempered, masked, chosen, step)
         if self.force_id is not None:
             # Past its own budget a row emits a stop id so generate marks it done; the engine
             # cuts the row at its budget, so this token is never returned.
@@ -79,6 +140,27 @@ class _RowSampler:
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(out.shape[0]), chosen.to(out.device)] = 0.0
         return out
+
+    def _advance(
+        self,
+        rows: list[int],
+        logits: torch.Tensor,
+        masked: torch.Tensor,
+        chosen: torch.Tensor,
+        step: int,
+    ) -> None:
+        """Record each constrained row's log-prob (renormalised over the allowed tokens) and
+        allowed mass, and advance its matcher with the sampled token."""
+        index = torch.tensor(rows)
+        raw_norm = logits[index].logsumexp(dim=-1)  # [R]
+        allowed_norm = masked[index].logsumexp(dim=-1)  # [R]
+        picked = masked[index, chosen[index]]  # [R]
+        for j, row in enumerate(rows):
+            token = int(chosen[row])
+            self.logprobs[row].append(float(picked[j] - allowed_norm[j]))
+            self.masses[row].append(float((allowed_norm[j] - raw_norm[j]).exp()))
+            if not self.matchers[row].accept_token(token):
+                self.errors[row] = f"the grammar rejected token {token} at step {step}"
 
 
 class HFEngine:
@@ -100,6 +182,32 @@ class HFEngine:
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
         self._version = 0
+        self._compiler: Any = None
+
+    @property
+    def vocab_size(self) -> int:
+        """The width of the model's logits (the grammar bitmask's size)."""
+        head = self.model.get_output_embeddings()
+        if head is not None:
+            return int(head.weight.shape[0])
+        return int(self.model.config.vocab_size)
+
+    def _matcher(self, ebnf: str, stops: tuple[int, ...]) -> Any:
+        """A fresh xgrammar matcher of ``ebnf`` that ends on ``stops`` (compiled grammars are
+        cached by text in the compiler)."""
+        try:
+            import xgrammar
+        except ImportError as exc:  # pragma: no cover - xgrammar is a dependency
+            raise RuntimeError(
+                "HFEngine: constrained decoding needs xgrammar (pip install xgrammar)"
+            ) from exc
+        if self._compiler is None:
+            info = xgrammar.TokenizerInfo.from_huggingface(
+                self.tokenizer, vocab_size=self.vocab_size
+            )
+            self._compiler = xgrammar.GrammarCompiler(info, max_threads=1)
+        compiled = self._compiler.compile_grammar(ebnf)
+        return xgrammar.GrammarMatcher(compiled, override_stop_tokens=list(stops) or None)
 
     @property
     def weights_version(self) -> int:
@@ -116,10 +224,7 @@ class HFEngine:
     def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """`generate` without the event loop (the same results)."""
         for i, r in enumerate(requests):
-            if r.constraint is not None:
-                raise NotImplementedError(
-                    f"request {i} has a decoding constraint; HFEngine cannot honour constraints"
-                )
+            grammar_text(r.constraint, "HFEngine", i)  # refuses constraints it cannot honour
             if len(r.prompt_ids) == 0:
                 raise ValueError(f"request {i} has an empty prompt")
             if r.sampling.max_tokens < 1:
@@ -159,7 +264,19 @@ class HFEngine:
             input_ids[row, width - n :] = torch.tensor(list(r.prompt_ids), dtype=torch.long)
             attention_mask[row, width - n :] = 1
         max_new = max(r.sampling.max_tokens for r in requests)
-        sampler = _RowSampler([r.sampling for r in requests], width, stops[0] if stops else None)
+        matchers = [
+            None
+            if r.constraint is None
+            else self._matcher(grammar_text(r.constraint, "", i), stops)
+            for i, r in enumerate(requests)
+        ]
+        sampler = _RowSampler(
+            [r.sampling for r in requests],
+            width,
+            stops[0] if stops else None,
+            matchers,
+            self.vocab_size if any(m is not None for m in matchers) else 0,
+        )
         config = GenerationConfig(
             do_sample=True,
             temperature=1.0,
@@ -189,10 +306,22 @@ class HFEngine:
             ids = new[row, : r.sampling.max_tokens].tolist()
             lps = logprobs[row, : r.sampling.max_tokens].tolist()
             cut = next((k for k, t in enumerate(ids) if t in stop_set), None)
+            reason: FinishReason = "length"
             if cut is not None:
-                results.append(Generation(ids[: cut + 1], lps[: cut + 1], "stop"))
-            else:
-                results.append(Generation(ids, lps, "length"))
+                ids, lps, reason = ids[: cut + 1], lps[: cut + 1], "stop"
+            if matchers[row] is None:
+                results.append(Generation(ids, lps, reason))
+                continue
+            lps = sampler.logprobs[row][: len(ids)]
+            masses = sampler.masses[row][: len(ids)]
+            error = sampler.errors[row]
+            if error is None and len(lps) != len(ids):
+                error = f"the grammar matcher saw {len(lps)} of {len(ids)} tokens"
+            if error is not None:
+                results.append(Generation(ids, lps, "abort", f"constrained decoding: {error}"))
+                continue
+            mass = sum(masses) / len(masses) if masses else None
+            results.append(Generation(ids, lps, reason, constraint_mass=mass))
         return results
 
 

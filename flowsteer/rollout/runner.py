@@ -24,6 +24,7 @@ from flowsteer.canvas.canvas import Canvas, FinishConstraints
 from flowsteer.canvas.execution import Executor
 from flowsteer.operators.library import OperatorLibrary
 from flowsteer.rewards.workflow_reward import WorkflowReward
+from flowsteer.rollout.action_grammar import ActionGrammar
 from flowsteer.rollout.chat import ChatFormat
 from flowsteer.rollout.engine import Engine, Generation, SamplingParams
 from flowsteer.rollout.episode import RolloutEpisode
@@ -58,6 +59,8 @@ class RolloutRunner:
         min_turn_tokens: Fewest tokens a turn must be able to sample; an episode whose next
             observation plus this many tokens no longer fits ends ``context_truncated``
             (capped at ``sampling.max_tokens``).
+        grammar: Constrains every turn to an action the canvas accepts (`ActionGrammar`);
+            ``None``: the policy writes free text.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class RolloutRunner:
         execution_timeout_s: float | None = None,
         enable_thinking: bool | None = None,
         min_turn_tokens: int = 32,
+        grammar: ActionGrammar | None = None,
     ) -> None:
         if max_context_tokens < 2:
             raise ValueError(f"max_context_tokens must be at least 2, got {max_context_tokens}")
@@ -92,6 +96,7 @@ class RolloutRunner:
         self.execution_timeout_s = execution_timeout_s
         self.chat = ChatFormat(tokenizer, enable_thinking=enable_thinking)
         self.min_turn_tokens = min(min_turn_tokens, sampling.max_tokens)
+        self.grammar = grammar
 
     def episode(self, task: Task, group_id: int = 0) -> RolloutEpisode:
         """A fresh episode of ``task`` with this runner's settings."""
@@ -109,6 +114,7 @@ class RolloutRunner:
             group_id=group_id,
             max_context_tokens=self.max_context_tokens,
             min_turn_tokens=self.min_turn_tokens,
+            grammar=self.grammar,
         )
 
     async def run(

@@ -15,6 +15,7 @@ Conventions shared by every consumer (rollout, collation, loss, trainer):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -43,6 +44,9 @@ class Trajectory:
         policy_tokens: Tokens the policy sampled (mask-1 count).
         error: Why the episode stopped abnormally (engine failure), if it did.
         weights_version: The engine's weights version that sampled it.
+        constraint_mass: Under constrained decoding, the mean over the policy's sampled
+            tokens of the probability mass the raw policy put on the allowed tokens; NaN when
+            unconstrained or not measured (vLLM engines).
     """
 
     token_ids: list[int]
@@ -65,6 +69,7 @@ class Trajectory:
     policy_tokens: int = 0
     error: str | None = None
     weights_version: int = 0
+    constraint_mass: float = math.nan
 
 
 __all__ = ["Trajectory"]

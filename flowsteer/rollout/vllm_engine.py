@@ -19,6 +19,13 @@ log-probs before truncation (``"raw_logits"`` is the sampled token's logit alone
 normaliser). The processed modes turn off FlashInfer's fused top-k/top-p sampling kernel, which
 only matters when truncation is on. Requesting ``logprobs=0`` returns only the sampled token's.
 
+Constraints: a request's grammar (`ActionConstraint.ebnf`) goes to vLLM as
+``SamplingParams(structured_outputs=StructuredOutputsParams(grammar=...))``; vLLM's xgrammar
+backend ends it on the request's stop tokens. The model runner applies the grammar bitmask to
+the logits before the sampler, so the raw log-probs are then renormalised over the allowed
+tokens, the same quantity `HFEngine` returns. The allowed mass is not observable here
+(`Generation.constraint_mass` stays ``None``).
+
 Weight pushes: ``sync_weights`` streams the policy's full weights (LoRA merged, HF names)
 through vLLM's own checkpoint loader, ``collective_rpc("reload_weights",
 weights_iterator=...)`` (``Worker.reload_weights`` → ``model.load_weights``, which handles the
@@ -42,7 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams
+from flowsteer.rollout.engine import Generation, GenerationRequest, SamplingParams, grammar_text
 
 if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
@@ -116,11 +123,7 @@ class VLLMEngine:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Sample every request in one ``LLM.generate`` call, run off the event loop."""
         for i, request in enumerate(requests):
-            if request.constraint is not None:
-                raise NotImplementedError(
-                    f"VLLMEngine cannot honour the decoding constraint of request {i} "
-                    f"({type(request.constraint).__name__})"
-                )
+            grammar_text(request.constraint, "VLLMEngine", i)  # refuses what it cannot honour
         return await asyncio.to_thread(self._generate, list(requests))
 
     def _generate(self, requests: list[GenerationRequest]) -> list[Generation]:
@@ -138,7 +141,12 @@ class VLLMEngine:
             prompts = [
                 TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids)) for i in runnable
             ]
-            params = [self._sampling_params(requests[i].sampling) for i in runnable]
+            params = [
+                self._sampling_params(
+                    requests[i].sampling, grammar_text(requests[i].constraint, "", i)
+                )
+                for i in runnable
+            ]
             try:
                 with self._lock:
                     outputs = self._llm.generate(prompts, params, use_tqdm=False)
@@ -160,8 +168,9 @@ class VLLMEngine:
             return f"prompt of {n} tokens leaves no room under max_model_len={self.max_model_len}"
         return None
 
-    def _sampling_params(self, sampling: SamplingParams) -> Any:
+    def _sampling_params(self, sampling: SamplingParams, grammar: str | None = None) -> Any:
         from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         truncated = sampling.temperature > 0 and (sampling.top_k > 0 or sampling.top_p < 1.0)
         if truncated and not self._warned_truncation:
@@ -175,6 +184,9 @@ class VLLMEngine:
             )
 
         return VLLMSamplingParams(
+            structured_outputs=None
+            if grammar is None
+            else StructuredOutputsParams(grammar=grammar),
             n=1,
             max_tokens=sampling.max_tokens,
             temperature=sampling.temperature,

@@ -8,7 +8,9 @@ the distribution that sampled (``log_softmax(logits / T)``, what the trainer rec
 every server runs with ``--logprobs-mode processed_logprobs``: vLLM's default, ``raw_logprobs``,
 ignores the temperature, and the client cannot choose the mode (see `VLLMEngine`). A server left
 on the default shows, at a temperature other than 1, in ``sync/probe_logprob_diff`` and
-``train/mismatch_*`` (about 0.05 nats per token at 0.7).
+``train/mismatch_*`` (about 0.05 nats per token at 0.7). A request's grammar constraint goes in
+vLLM's extra field ``structured_outputs: {"grammar": ...}`` (renormalised log-probs, as in
+`VLLMEngine`).
 
 Weight pushes: the policy's LoRA adapter is saved under a new versioned name and hot-loaded on
 every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--enable-lora``,
@@ -37,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowsteer.rollout.engine import Generation, GenerationRequest
+from flowsteer.rollout.engine import Generation, GenerationRequest, grammar_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -121,11 +123,7 @@ class VLLMServerEngine:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Send every request concurrently, round-robin over the replicas; results in order."""
         for i, request in enumerate(requests):
-            if request.constraint is not None:
-                raise NotImplementedError(
-                    f"VLLMServerEngine cannot honour the decoding constraint of request {i} "
-                    f"({type(request.constraint).__name__})"
-                )
+            grammar_text(request.constraint, "VLLMServerEngine", i)  # refuses what it cannot honour
         semaphore = asyncio.Semaphore(self.max_concurrency)
         async with self._client(self.request_timeout) as client:
 
@@ -154,6 +152,9 @@ class VLLMServerEngine:
             "return_token_ids": True,
             "return_tokens_as_token_ids": True,
         }
+        grammar = grammar_text(request.constraint, "VLLMServerEngine", 0)
+        if grammar is not None:
+            body["structured_outputs"] = {"grammar": grammar}
         try:
             status, text = await _post(client, f"{url}/v1/completions", body)
         except _transport_errors() as error:

@@ -154,3 +154,13 @@ def test_warmup_cosine_refuses_a_min_ratio_outside_0_1() -> None:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="min_ratio must be in"):
         WarmupCosine(opt, min_ratio=1.5)
+
+
+def test_episode_stats_constraint_mass_is_the_mean_of_measured_episodes() -> None:
+    def episode(mass: float) -> Trajectory:
+        return Trajectory([1], [1], [0.0], -1.0, constraint_mass=mass)
+
+    stats = EpisodeStats.of([episode(0.2), episode(0.4), episode(float("nan"))])
+    assert abs(stats.to_dict()["rollout/constraint_mass"] - 0.3) < 1e-9
+    unmeasured = EpisodeStats.of([episode(float("nan"))]).to_dict()["rollout/constraint_mass"]
+    assert unmeasured != unmeasured  # NaN: the callback's reduction leaves it out

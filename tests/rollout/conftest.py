@@ -154,3 +154,38 @@ def recording_engine() -> type[RecordingEngine]:
 @pytest.fixture
 def answer_executor() -> type[AnswerExecutor]:
     return AnswerExecutor
+
+
+def empty_canvas_constraint(max_tokens: int = 48):
+    """The action grammar of an empty canvas's first turn, with short free text."""
+    from flowsteer.canvas import Canvas
+    from flowsteer.rollout.action_grammar import ActionGrammar
+
+    canvas = Canvas(Task("t/0", "toy", "math", "What is 2 + 2?", "4"))
+    return ActionGrammar(max_think_chars=4, max_prompt_chars=4).for_canvas(canvas, max_tokens)
+
+
+def grammar_replay(model, tokenizer, prompt, tokens, ebnf: str, stops: Sequence[int]):
+    """(log-probs renormalised over the tokens the grammar allowed, allowed raw mass) of
+    ``tokens`` after ``prompt``: one float32 transformers forward, the grammar replayed with
+    xgrammar, ending on ``stops``. The reference every engine is held to."""
+    import torch
+    import xgrammar
+
+    with torch.no_grad():
+        ids = torch.tensor([[*prompt, *tokens]])
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
+    info = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=logits.shape[-1])
+    compiled = xgrammar.GrammarCompiler(info).compile_grammar(ebnf)
+    matcher = xgrammar.GrammarMatcher(compiled, override_stop_tokens=list(stops))
+    bitmask = xgrammar.allocate_token_bitmask(1, logits.shape[-1])
+    logprobs, masses = [], []
+    for k, token in enumerate(tokens):
+        matcher.fill_next_token_bitmask(bitmask)
+        masked = logits[k : k + 1].clone()
+        xgrammar.apply_token_bitmask_inplace(masked, bitmask)
+        logprobs.append(float(masked.log_softmax(-1)[0, token]))
+        masses.append(float((masked.logsumexp(-1) - logits[k].logsumexp(-1)).exp()))
+        assert matcher.accept_token(token), f"token {k} ({token}) is outside the grammar"
+    assert matcher.is_terminated()
+    return logprobs, masses

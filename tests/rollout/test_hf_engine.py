@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from flowsteer.rollout import Engine, GenerationRequest, HFEngine, SamplingParams
+from tests.rollout.conftest import empty_canvas_constraint, grammar_replay
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +168,60 @@ def test_constraints_are_refused_not_ignored(policy):
     request = GenerationRequest([5, 6], SamplingParams(max_tokens=2), constraint=object())
     with pytest.raises(NotImplementedError, match="constraint"):
         generate(engine, [request])
+
+
+# -- grammar constraints ------------------------------------------------------------------------
+
+
+def constrained(tok, prompt, seed, constraint, temperature=1.0):
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    params = SamplingParams(
+        max_tokens=48, seed=seed, stop_token_ids=(eot,), temperature=temperature
+    )
+    return GenerationRequest(prompt, params, constraint)
+
+
+def test_constrained_and_free_rows_share_a_batch(policy):
+    """Rows with and without a grammar in one batch: each constrained row is a complete action
+    ended by the stop token, the free row is untouched, and every seeded row samples what it
+    samples alone."""
+    from flowsteer.actions import Action, parse_action
+
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    grammar = empty_canvas_constraint()
+    prompt = tok.encode("the question answer")
+    requests = [
+        constrained(tok, prompt, 1, grammar),
+        constrained(tok, prompt, 2, None),
+        constrained(tok, prompt, 3, grammar, temperature=0.0),
+    ]
+    batch = generate(engine, requests)
+    alone = [generate(engine, [r])[0] for r in requests]
+    assert [g.token_ids for g in batch] == [g.token_ids for g in alone]
+    for g in (batch[0], batch[2]):
+        assert g.finish_reason == "stop" and g.error is None
+        assert isinstance(parse_action(tok.decode(g.token_ids[:-1])), Action)
+        assert 0.0 < g.constraint_mass <= 1.0
+    assert batch[1].constraint_mass is None
+    torch.testing.assert_close(
+        torch.tensor(batch[1].logprobs), recomputed(model, prompt, batch[1].token_ids), atol=1e-5,
+        rtol=0,
+    )  # fmt: skip
+
+
+def test_constrained_logprobs_are_renormalised_over_the_allowed_tokens(policy):
+    """The returned log-prob is the model's log-softmax over the tokens the grammar allowed at
+    that step (the distribution sampled from); the mass is what the raw model put on them."""
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    grammar = empty_canvas_constraint()
+    prompt = tok.encode("def solve")
+    g = generate(engine, [constrained(tok, prompt, 5, grammar)])[0]
+    expected, masses = grammar_replay(
+        model, tok, prompt, g.token_ids, grammar.ebnf, [g.token_ids[-1]]
+    )
+    torch.testing.assert_close(torch.tensor(g.logprobs), torch.tensor(expected), atol=1e-5, rtol=0)
+    raw = recomputed(model, prompt, g.token_ids)
+    assert (torch.tensor(g.logprobs) >= raw - 1e-6).all()  # renormalising only raises them
+    assert g.constraint_mass == pytest.approx(sum(masses) / len(masses), abs=1e-5)

@@ -173,6 +173,40 @@ def test_bad_requests_abort_alone_and_constraints_raise(engine, prompts):
         _run(engine, [GenerationRequest(prompts[0], SamplingParams(4), constraint="grammar")])
 
 
+def test_constrained_turns_are_accepted_actions_with_hfengines_logprobs(engine, models, prompts):
+    """Under a grammar (vLLM's structured outputs): each turn is an action the canvas accepts,
+    ended by the stop token, and its log-probs are renormalised over the allowed tokens, the
+    quantity `HFEngine` returns (its replay on the same tokens), to 1e-4."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flowsteer.canvas import Canvas
+    from flowsteer.tasks import Task
+    from tests.rollout.conftest import empty_canvas_constraint, grammar_replay
+
+    tok = AutoTokenizer.from_pretrained(models[0])
+    # The model's EOS ids (its generation config): vLLM's grammar backend admits them all.
+    stops = tuple(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))
+    constraint = empty_canvas_constraint()
+    requests = [
+        GenerationRequest(p, SamplingParams(48, 1.0, stop_token_ids=stops, seed=s), constraint)
+        for s, p in enumerate(prompts)
+    ]
+    requests.append(GenerationRequest(prompts[0], SamplingParams(8, 1.0, seed=1)))  # free row
+    outputs = _run(engine, requests)
+    assert outputs[-1].error is None and len(outputs[-1].token_ids) == 8
+    model = AutoModelForCausalLM.from_pretrained(models[0]).float().eval()
+    for request, out in zip(requests[:-1], outputs, strict=False):
+        assert out.error is None and out.finish_reason == "stop" and out.token_ids[-1] in stops
+        canvas = Canvas(Task("t/0", "toy", "math", "What is 2 + 2?", "4"))
+        step = asyncio.run(canvas.step(tok.decode(out.token_ids[:-1])))
+        assert step.info.valid, step.info.error
+        expected, _ = grammar_replay(
+            model, tok, request.prompt_ids, out.token_ids, constraint.ebnf, stops
+        )
+        assert out.logprobs == pytest.approx(expected, abs=ATOL)
+        assert out.constraint_mass is None  # not observable through vLLM
+
+
 def test_weight_push_serves_the_new_weights_without_stale_prefix_cache(engine, models, prompts):
     import torch
 

@@ -187,6 +187,36 @@ def test_samples_token_prompts_with_the_trainers_logprobs(server, model_dir, pro
         )
 
 
+def test_constrained_turns_are_accepted_actions(server, model_dir, prompts, tmp_path):
+    """The grammar goes through the server's ``structured_outputs``: each turn is an action the
+    canvas accepts, with log-probs renormalised over the allowed tokens (as `HFEngine`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from flowsteer.canvas import Canvas
+    from flowsteer.tasks import Task
+    from tests.rollout.conftest import empty_canvas_constraint, grammar_replay
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    # The model's EOS ids (its generation config): vLLM's grammar backend admits them all.
+    stops = tuple(tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"]))
+    constraint = empty_canvas_constraint()
+    engine = _engine(server, tmp_path)
+    requests = [
+        GenerationRequest(p, SamplingParams(48, 1.0, stop_token_ids=stops, seed=s), constraint)
+        for s, p in enumerate(prompts)
+    ]
+    outputs = asyncio.run(engine.generate(requests))
+    model = AutoModelForCausalLM.from_pretrained(model_dir).float().eval()
+    for request, out in zip(requests, outputs, strict=True):
+        assert out.error is None and out.finish_reason == "stop" and out.token_ids[-1] in stops
+        canvas = Canvas(Task("t/0", "toy", "math", "What is 2 + 2?", "4"))
+        assert asyncio.run(canvas.step(tok.decode(out.token_ids[:-1]))).info.valid
+        expected, _ = grammar_replay(
+            model, tok, request.prompt_ids, out.token_ids, constraint.ebnf, stops
+        )
+        assert out.logprobs == pytest.approx(expected, abs=ATOL)
+
+
 def test_stop_token_is_returned(server, prompts, tmp_path):
     engine = _engine(server, tmp_path)
     free = asyncio.run(

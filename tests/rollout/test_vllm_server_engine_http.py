@@ -147,3 +147,23 @@ def test_rejects_bad_settings_and_constraints(tmp_path):
                 ]
             )
         )
+
+
+def test_a_grammar_constraint_goes_in_structured_outputs(server, tmp_path):
+    """vLLM 0.32's completions request field: ``structured_outputs: {"grammar": <EBNF>}``
+    (`vllm/entrypoints/openai/completion/protocol.py`); none without a constraint."""
+    from flowsteer.canvas import Canvas
+    from flowsteer.rollout.action_grammar import ActionGrammar
+    from flowsteer.tasks import Task
+
+    constraint = ActionGrammar().for_canvas(Canvas(Task("t", "toy", "math", "q", "4")), 64)
+    server.seen.clear()
+    engine = _engine(_url(server), "m", tmp_path)
+    requests = [
+        GenerationRequest([1, 2], SamplingParams(max_tokens=4), constraint),
+        GenerationRequest([1, 2], SamplingParams(max_tokens=4)),
+    ]
+    asyncio.run(engine.generate(requests))
+    bodies = sorted((s[2] for s in server.seen), key=lambda b: "structured_outputs" in b)
+    assert "structured_outputs" not in bodies[0]
+    assert bodies[1]["structured_outputs"] == {"grammar": constraint.ebnf}
