@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
@@ -36,12 +37,15 @@ class SFTCLI(LightningCLI):
 def run_sft(argv: Sequence[str]) -> int:
     """Run the warm start on ``argv`` (``sft --config …``); 2 with a one-line error on bad input."""
     try:
-        SFTCLI(
-            SFTModule,
-            ExpertDataModule,
-            args=["fit", *list(argv)[1:]],
-            save_config_kwargs={"overwrite": True},
-        )
+        with warnings.catch_warnings():
+            # `sft` runs LightningCLI's `fit`, so the arguments are always passed explicitly.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            SFTCLI(
+                SFTModule,
+                ExpertDataModule,
+                args=["fit", *list(argv)[1:]],
+                save_config_kwargs={"overwrite": True},
+            )
     except (ValueError, FileNotFoundError, LookupError, TypeError) as err:
         if os.environ.get("FLOWSTEER_TRACEBACK"):
             raise

@@ -163,11 +163,11 @@ class ExpertPlanner:
         ops, c = self.ops, self.constraints
         missing = []
         if not ops["solving"]:
-            missing.append("a solving operator (every expert workflow has a solver)")
+            missing.append("solving operator (every expert workflow has a solver)")
         if c.require_checker and not ops["verification"]:
-            missing.append("a verification operator (require_checker)")
+            missing.append("verification operator (require_checker)")
         if c.require_format and not ops["formatting"]:
-            missing.append("a formatting operator (require_format)")
+            missing.append("formatting operator (require_format)")
         if missing:
             raise ValueError(
                 f"the operator library cannot meet the finish constraints: it has no "
