@@ -156,3 +156,51 @@ def test_the_loss_falls_on_expert_episodes(tiny_policy: Path) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def _valid_action_rate(model: Path, episodes: int, temperature: float) -> tuple[float, int]:
+    """Sample episodes WITHOUT decoding constraints through the real canvas: (rate, turns)."""
+    from flowsteer.canvas.executor import WorkflowExecutor
+    from flowsteer.llm.scripted import ScriptedBackend
+    from flowsteer.quickstart import EXAMPLES
+    from flowsteer.tasks import load_tasks
+
+    policy = Policy(str(model))
+    policy.eval()
+    tasks = load_tasks("gsm8k", EXAMPLES / "data" / "gsm8k_sample.jsonl") + load_tasks(
+        "humaneval", EXAMPLES / "data" / "humaneval_sample.jsonl"
+    )
+    runner = RolloutRunner(
+        HFEngine(policy.model, policy.tokenizer),
+        policy.tokenizer,
+        WorkflowExecutor(ScriptedBackend(["The answer is 42."], when_exhausted="cycle")),
+        WorkflowReward(),
+        max_turns=6,
+        sampling=SamplingParams(max_tokens=48, temperature=temperature),
+    )
+    out = asyncio.run(runner.run([tasks[i % len(tasks)] for i in range(episodes)], 1, seed=0))
+    turns = sum(t.turns for t in out)
+    return 1.0 - sum(t.invalid_actions for t in out) / turns, turns
+
+
+@pytest.mark.slow
+def test_the_quickstart_warm_start_writes_valid_actions(
+    tmp_path: Path, tiny_policy: Path, capsys
+) -> None:
+    """`configs/sft_quickstart.yaml` as shipped (paths moved to tmp): the untrained policy writes
+    no valid action; the warm-started one writes valid actions on most greedy turns."""
+    config = yaml.safe_load((REPO / "configs" / "sft_quickstart.yaml").read_text())
+    run = tmp_path / "run"
+    config["trainer"]["default_root_dir"] = str(run)
+    config["trainer"]["enable_progress_bar"] = False
+    config["trainer"]["logger"] = False
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["model"]["policy"]["init_args"]["model"] = str(tiny_policy)
+    config["model"]["export_dir"] = str(run / "model")
+    code, err = _run(tmp_path, config, capsys)
+    assert code == 0, err
+    before, _ = _valid_action_rate(tiny_policy, 8, 0.0)
+    after, turns = _valid_action_rate(run / "model", 8, 0.0)
+    print(f"greedy valid-action rate: untrained {before:.3f}, warm-started {after:.3f} ({turns} turns)")
+    assert before < 0.1
+    assert after >= 0.5
