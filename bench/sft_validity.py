@@ -18,11 +18,11 @@ import time
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.executor import WorkflowExecutor
 from flowsteer.llm.scripted import ScriptedBackend
+from flowsteer.quickstart import EXAMPLES
 from flowsteer.rewards.workflow_reward import WorkflowReward
 from flowsteer.rl.policy import Policy
 from flowsteer.rollout import HFEngine, RolloutRunner, SamplingParams
 from flowsteer.rollout.trajectory import Trajectory
-from flowsteer.quickstart import EXAMPLES
 from flowsteer.tasks import load_tasks
 
 

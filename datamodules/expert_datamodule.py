@@ -176,5 +176,4 @@ def _collate(trajectories: list[Trajectory], pad_token_id: int) -> RolloutBatch:
     return collate(trajectories, torch.zeros(len(trajectories)), pad_token_id)
 
 
-
 __all__ = ["DEFAULT_TASKS", "ExpertDataModule"]

@@ -141,7 +141,10 @@ class ExpertPlanner:
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ValueError(f"expert shapes must be some of {', '.join(SHAPES)}, got {shapes}")
-        for name, rate in (("think_rate", think_rate), ("default_prompt_rate", default_prompt_rate)):
+        for name, rate in (
+            ("think_rate", think_rate),
+            ("default_prompt_rate", default_prompt_rate),
+        ):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {rate}")
         self.library = library
@@ -261,16 +264,12 @@ class ExpertPlanner:
         else:  # loop
             steps.append(op("solving"))
             body = (rng.choice(ops["verification"]), rng.choice(after_fix))
-            steps.append(
-                Action("add", structure="loop", operators=body, count=rng.choice((2, 3)))
-            )
+            steps.append(Action("add", structure="loop", operators=body, count=rng.choice((2, 3))))
         has = self._categories(steps)
         if ops["verification"] and "verification" not in has and (c.require_checker or maybe(0.5)):
             steps.append(op("verification"))
         need_format = (
-            bool(ops["formatting"])
-            and "formatting" not in has
-            and (c.require_format or maybe(0.7))
+            bool(ops["formatting"]) and "formatting" not in has and (c.require_format or maybe(0.7))
         )
         while _count(steps) + need_format < c.min_operators:
             steps = self._pad(steps, op)
@@ -419,7 +418,9 @@ async def expert_trajectories(
         ExpertPlayError: An episode the canvas did not accept (see `play_expert`).
     """
     if num_episodes < 1:
-        raise ValueError(f"num_episodes must be at least 1, got {num_episodes} (an empty expert set)")
+        raise ValueError(
+            f"num_episodes must be at least 1, got {num_episodes} (an empty expert set)"
+        )
     if not tasks:
         raise ValueError("the expert set needs at least one task")
     order = list(tasks)

@@ -21,7 +21,9 @@ def test_configs_exist() -> None:
 
 
 @pytest.mark.parametrize("config", SFT_CONFIGS, ids=lambda p: p.name)
-def test_sft_config_parses_through_the_cli(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sft_config_parses_through_the_cli(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["sft", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)

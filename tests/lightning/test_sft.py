@@ -52,7 +52,10 @@ def sft_config(run_dir: Path, policy: Path, **data) -> dict:
             ],
         },
         "model": {
-            "policy": {"class_path": "flowsteer.rl.policy.Policy", "init_args": {"model": str(policy)}},
+            "policy": {
+                "class_path": "flowsteer.rl.policy.Policy",
+                "init_args": {"model": str(policy)},
+            },
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}},
         },
         "data": {
@@ -201,6 +204,8 @@ def test_the_quickstart_warm_start_writes_valid_actions(
     assert code == 0, err
     before, _ = _valid_action_rate(tiny_policy, 8, 0.0)
     after, turns = _valid_action_rate(run / "model", 8, 0.0)
-    print(f"greedy valid-action rate: untrained {before:.3f}, warm-started {after:.3f} ({turns} turns)")
+    print(
+        f"greedy valid-action rate: untrained {before:.3f}, warm-started {after:.3f} ({turns} turns)"
+    )
     assert before < 0.1
     assert after >= 0.5

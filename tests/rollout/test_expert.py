@@ -79,7 +79,10 @@ def test_mask_covers_exactly_the_assistant_tokens(tiny_tokenizer):
     canvas, observations, _ = _play_text(script, PAPER)
     messages = [{"role": "system", "content": canvas.system_prompt()}]
     for observation, turn in zip(observations, script.turns, strict=False):
-        messages += [{"role": "user", "content": observation}, {"role": "assistant", "content": turn}]
+        messages += [
+            {"role": "user", "content": observation},
+            {"role": "assistant", "content": turn},
+        ]
     rendered = tiny_tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
