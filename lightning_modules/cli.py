@@ -143,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         ("fit", "train a policy with CWRPO from a YAML config (flowsteer fit --config ...)"),
         ("validate", "play greedy episodes on the validation tasks and report accuracy"),
         ("test", "play greedy episodes on the test tasks and report accuracy"),
+        ("sft", "warm-start a policy on synthetic expert episodes (flowsteer sft --config ...)"),
     ):
         sub.add_parser(name, help=what, add_help=False)
 
@@ -212,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lightning_modules.training_cli import run_training
 
         return run_training(args_list)
+    if args_list and args_list[0] == "sft":
+        from lightning_modules.sft_cli import run_sft
+
+        return run_sft(args_list)
     parser = _parser()
     args = parser.parse_args(args_list)
     if args.command is None:

@@ -1,4 +1,5 @@
-"""Every YAML in configs/ parses through the real `flowsteer fit` CLI (LightningCLI)."""
+"""Every YAML in configs/ parses through the real CLI (LightningCLI): ``sft_*.yaml`` through
+`flowsteer sft`, every other one through `flowsteer fit`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ import yaml
 
 from lightning_modules.cli import main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+SFT_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("sft_")]
+CONFIGS = [p for p in ALL_CONFIGS if p not in SFT_CONFIGS]
 
 
 def test_configs_exist() -> None:
     assert {p.name for p in CONFIGS} >= {"quickstart.yaml", "paper.yaml"}
+    assert {p.name for p in SFT_CONFIGS} >= {"sft_quickstart.yaml"}
+
+
+@pytest.mark.parametrize("config", SFT_CONFIGS, ids=lambda p: p.name)
+def test_sft_config_parses_through_the_cli(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sft", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    source = yaml.safe_load(config.read_text())
+    model = source["model"]["policy"]["init_args"]["model"]
+    assert printed["model"]["policy"]["init_args"]["model"] == model
+    assert printed["data"]["num_episodes"] == source["data"]["num_episodes"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
