@@ -150,6 +150,10 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     executor = _build_executor(spec)
     identity.backend_model = _backend_model(executor.backend)
+    # Refuse a mismatched out dir before spending minutes loading models.
+    from flowsteer.evaluation.store import EpisodeStore
+
+    EpisodeStore(args.out, identity.fingerprint())
 
     from flowsteer.evaluation.policy_eval import PolicyPlayer, build_engine, load_policy_model
     from flowsteer.rewards import WorkflowReward
