@@ -9,21 +9,27 @@ so every module here imports without it (docs/design.md §7).
 
 from __future__ import annotations
 
-from flowsteer.evaluation.baselines import FIXED_WORKFLOWS, fixed_workflow
-from flowsteer.evaluation.identity import RunIdentity, dataset_entry
-from flowsteer.evaluation.metrics import summarize
-from flowsteer.evaluation.record import EpisodeRecord
-from flowsteer.evaluation.report import write_report
-from flowsteer.evaluation.store import EpisodeStore, FingerprintMismatch
+import importlib
+from typing import Any
 
-__all__ = [
-    "FIXED_WORKFLOWS",
-    "EpisodeRecord",
-    "EpisodeStore",
-    "FingerprintMismatch",
-    "RunIdentity",
-    "dataset_entry",
-    "fixed_workflow",
-    "summarize",
-    "write_report",
-]
+# Lazy, so `flowsteer --help` (which registers `eval`) does not import the executor and rewards.
+_EXPORTS = {
+    "FIXED_WORKFLOWS": "baselines",
+    "fixed_workflow": "baselines",
+    "RunIdentity": "identity",
+    "dataset_entry": "identity",
+    "summarize": "metrics",
+    "EpisodeRecord": "record",
+    "write_report": "report",
+    "EpisodeStore": "store",
+    "FingerprintMismatch": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'flowsteer.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"flowsteer.evaluation.{_EXPORTS[name]}"), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -9,15 +9,13 @@ line naming the option, which the ``flowsteer`` entry point prints.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowsteer.evaluation.baselines import fixed_workflow
-from flowsteer.evaluation.fit_config import FitConfig, find_config, instantiate
-from flowsteer.evaluation.identity import RunIdentity, dataset_entry
-from flowsteer.tasks import Task
+if TYPE_CHECKING:
+    from flowsteer.evaluation.fit_config import FitConfig
+    from flowsteer.tasks import Task
 
 EXECUTOR_DEFAULTS = {"node_timeout_s": 120.0, "sandbox_timeout_s": 5.0, "temperature": 0.0}
 
@@ -34,6 +32,7 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
 
 def parse_data(items: list[str], limit: int | None, split: str | None) -> tuple[list[Task], list]:
     """Load every ``SOURCE=PATH``; returns the tasks and the identity's dataset entries."""
+    from flowsteer.evaluation.identity import dataset_entry
     from flowsteer.tasks import load_tasks
 
     if not items:
@@ -67,6 +66,7 @@ def _backend_spec(args: argparse.Namespace, config: FitConfig | None) -> dict[st
 
 def _build_executor(spec: dict[str, Any]) -> Any:
     from flowsteer.canvas.executor import WorkflowExecutor
+    from flowsteer.evaluation.fit_config import instantiate
 
     executor = instantiate(spec, "--backend")
     if not isinstance(executor, WorkflowExecutor):
@@ -99,7 +99,10 @@ async def _close(executor: Any) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``flowsteer eval``."""
+    from flowsteer.evaluation.baselines import fixed_workflow
     from flowsteer.evaluation.evaluation import parse_baselines, run_evaluation
+    from flowsteer.evaluation.fit_config import FitConfig, find_config
+    from flowsteer.evaluation.identity import RunIdentity
 
     baselines = parse_baselines(args.baselines)
     config = None
@@ -189,6 +192,8 @@ def run_eval(args: argparse.Namespace) -> int:
         finally:
             await _close(executor)
 
+    import asyncio
+
     metrics = asyncio.run(main())
     _print_summary(metrics, args.out)
     return 0
@@ -224,6 +229,9 @@ def read_workflow(path: str) -> Any:
 
 def run_workflow_command(args: argparse.Namespace) -> int:
     """``flowsteer run-workflow``."""
+    from flowsteer.evaluation.identity import RunIdentity
+    from flowsteer.tasks import Task
+
     graph = read_workflow(args.file)
     if (args.question is None) == (not args.tasks):
         raise ValueError("give either --question TEXT or --tasks SOURCE=PATH (one of them)")
@@ -234,6 +242,8 @@ def run_workflow_command(args: argparse.Namespace) -> int:
         raise ValueError(f"workflow file {args.file}: {issues[0]}")
     if args.question is not None:
         task = Task("question/0", "question", args.kind, args.question, "")
+        import asyncio
+
         result = asyncio.run(_execute_once(executor, graph, task))
         print(f"answer: {result.answer if result.answer is not None else '(none)'}")
         print(f"workflow: {graph.to_dsl()}")
@@ -270,6 +280,8 @@ def run_workflow_command(args: argparse.Namespace) -> int:
             )  # fmt: skip
         finally:
             await _close(executor)
+
+    import asyncio
 
     metrics = asyncio.run(main())
     _print_summary(metrics, args.out)

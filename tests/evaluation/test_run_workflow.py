@@ -85,3 +85,19 @@ def test_bad_workflow_file_is_a_one_line_error(tmp_path, capsys, text, needle):
     assert main(["run-workflow", str(workflow), "--question", "q", *_backend()]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(workflow) in err[0] and needle in err[0]
+
+
+def test_help_lists_eval_and_run_workflow_without_importing_the_executor():
+    import subprocess
+    import sys
+
+    from tests.evaluation.conftest import REPO
+
+    code = (
+        "import sys, contextlib, io, lightning_modules.cli as c\n"
+        "p = c._parser(); text = p.format_help()\n"
+        "print('eval' in text and 'run-workflow' in text, 'flowsteer.canvas.executor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={"PYTHONPATH": str(REPO), "PATH": ""}, timeout=120)  # fmt: skip
+    assert out.stdout.split() == ["True", "False"], out.stderr
