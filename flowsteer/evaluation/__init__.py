@@ -4,7 +4,7 @@ Text side: `EpisodeRecord` (one episode, as `episodes.jsonl` stores it), `Episod
 resume, fingerprint), `RunIdentity`, `summarize` (the metrics), `write_report` (metrics.json,
 report.md, report.html, plots), the baselines (`direct`, `cot`, `fixed`) and
 `run_workflow_tasks`. The policy side (`flowsteer.evaluation.policy_eval`) imports torch lazily,
-so every module here imports without it (docs/design.md §7).
+so every module here imports without it (docs/design.md §7, §10).
 """
 
 from __future__ import annotations
