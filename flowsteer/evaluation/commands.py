@@ -30,8 +30,11 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-def parse_data(items: list[str], limit: int | None, split: str | None) -> tuple[list[Task], list]:
-    """Load every ``SOURCE=PATH``; returns the tasks and the identity's dataset entries."""
+def parse_data(
+    items: list[str], limit: int | None, split: str | None, limits: list[int | None] | None = None
+) -> tuple[list[Task], list]:
+    """Load every ``SOURCE=PATH`` (``limits``: one limit per item instead of ``limit``); returns
+    the tasks and the identity's dataset entries."""
     from flowsteer.evaluation.identity import dataset_entry
     from flowsteer.tasks import load_tasks
 
@@ -39,10 +42,12 @@ def parse_data(items: list[str], limit: int | None, split: str | None) -> tuple[
         raise ValueError("give at least one evaluation set with --data SOURCE=PATH")
     tasks: list[Task] = []
     entries = []
-    for item in items:
+    for n, item in enumerate(items):
         source, sep, path = item.partition("=")
         if not sep or not source or not path:
             raise ValueError(f"--data {item!r}: expected SOURCE=PATH, e.g. gsm8k=data/test.jsonl")
+        if limits is not None:
+            limit = limits[n]
         loaded = load_tasks(source, path, split=split, limit=limit)
         if not loaded:
             raise ValueError(f"--data {item}: no tasks in {path}")
@@ -97,6 +102,31 @@ async def _close(executor: Any) -> None:
 # ---------------------------------------------------------------------------------------- eval
 
 
+def report_after_test(config: str, ckpt_path: str | None, out: str) -> int:
+    """``flowsteer test --config C [--ckpt_path P] --report DIR``: the eval report of the policy
+    the test just scored (on the config's test sets, or val when it has none), with every
+    baseline, the config's backend and turn limits. Command-line overrides of the config are
+    not seen here: the report reads the config file."""
+    from flowsteer.evaluation.fit_config import FitConfig
+
+    files = FitConfig.read(config).test_data
+    if not files:
+        raise ValueError(f"--report: the config {config} has no data.test (or data.val) sets")
+    args = _parser_for_eval().parse_args(
+        ["--config", config, "--out", out]
+        + (["--ckpt_path", ckpt_path] if ckpt_path else [])
+        + [a for f in files for a in ("--data", f"{f['source']}={f['path']}")]
+    )
+    args.limits = [f.get("limit") for f in files]
+    return run_eval(args)
+
+
+def _parser_for_eval() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowsteer test --report")
+    _eval_arguments(parser)
+    return parser
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``flowsteer eval``."""
     from flowsteer.evaluation.baselines import fixed_workflow
@@ -113,18 +143,18 @@ def run_eval(args: argparse.Namespace) -> int:
     elif args.config:
         config = FitConfig.read(args.config)
     model = args.model or (config.model if config else None)
+    trained = bool(args.adapter or args.ckpt_path)
     if not model:
         raise ValueError("give the policy with --model DIR (and --adapter), or --ckpt_path")
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")
-    tasks, datasets = parse_data(args.data, args.limit, args.split)
+    tasks, datasets = parse_data(args.data, args.limit, args.split, getattr(args, "limits", None))
     spec = _backend_spec(args, config)
     rollout = config.rollout if config else {}
     max_turns = args.max_turns or int(rollout.get("max_turns", 8))
     max_new = args.max_new_tokens or int(rollout.get("max_new_tokens", 512))
     max_context = args.max_context_tokens or int(rollout.get("max_context_tokens", 16384))
     notes = []
-    trained = bool(args.adapter or args.ckpt_path)
     if "untrained" in baselines and not trained:
         baselines.remove("untrained")
         notes.append("untrained baseline skipped: the policy is the base model itself")
@@ -309,9 +339,8 @@ def _backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="split of a directory or hub dataset")
 
 
-def add_commands(sub: Any) -> None:
-    """Register ``eval`` and ``run-workflow`` on the ``flowsteer`` subparsers."""
-    ev = sub.add_parser("eval", help="evaluate a policy against baselines; write a report")
+def _eval_arguments(ev: argparse.ArgumentParser) -> None:
+    """The options of ``flowsteer eval``."""
     ev.add_argument("--model", default=None, help="the policy's (base) model directory")
     ev.add_argument("--adapter", default=None, help="a LoRA adapter directory on --model")
     ev.add_argument("--ckpt_path", "--ckpt-path", dest="ckpt_path", default=None,
@@ -333,6 +362,12 @@ def add_commands(sub: Any) -> None:
                     help="completion budget of the direct/cot baselines")  # fmt: skip
     ev.add_argument("--seed", type=int, default=0)
     _backend_options(ev)
+
+
+def add_commands(sub: Any) -> None:
+    """Register ``eval`` and ``run-workflow`` on the ``flowsteer`` subparsers."""
+    ev = sub.add_parser("eval", help="evaluate a policy against baselines; write a report")
+    _eval_arguments(ev)
     ev.set_defaults(run=run_eval)
 
     rw = sub.add_parser("run-workflow", help="run a saved workflow (JSON) on a question or tasks")

@@ -72,6 +72,8 @@ class FitConfig:
         lora: LoRA settings (``None``: full fine-tuning).
         executor: The executor spec (``class_path`` + ``init_args``), if the config has one.
         rollout: The `RolloutCallback` init args (max_turns, max_new_tokens, ...).
+        test_data: The ``data.test`` files (``data.val`` when there is no test set): each a
+            dict with ``source``, ``path`` and optional ``split`` and ``limit``.
     """
 
     path: Path
@@ -80,6 +82,7 @@ class FitConfig:
     lora: dict[str, Any] | None = None
     executor: dict[str, Any] | None = None
     rollout: dict[str, Any] = field(default_factory=dict)
+    test_data: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | Path) -> FitConfig:
@@ -104,7 +107,11 @@ class FitConfig:
             ):
                 rollout = dict(callback.get("init_args") or {})
         executor = rollout.pop("executor", None)
-        return cls(path, str(model), str(args.get("dtype", "float32")), lora, executor, rollout)
+        data = data.get("data") or {}
+        data = data.get("init_args", data)
+        test = [dict(f) for f in (data.get("test") or data.get("val") or []) if isinstance(f, dict)]
+        dtype = str(args.get("dtype", "float32"))
+        return cls(path, str(model), dtype, lora, executor, rollout, test)
 
 
 __all__ = ["FitConfig", "find_config", "import_class", "instantiate"]
