@@ -195,11 +195,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
     engine_args = _json_object(args.engine_args, "--engine-args")
 
-    def player(system: str, **load: Any) -> PolicyPlayer:
-        lm, tokenizer = load_policy_model(str(model), **load)
-        engine = build_engine(args.engine, lm, tokenizer, engine_args, args.hf_batch_size)
+    async def player(system: str, **load: Any) -> PolicyPlayer:
+        loaded = load_policy_model(str(model), **load)
+        engine = await build_engine(
+            args.engine, loaded, engine_args, args.hf_batch_size, base_model=str(model),
+            weights_changed=load.get("checkpoint") is not None, adapter=load.get("adapter"),
+        )  # fmt: skip
         runner = RolloutRunner(
-            engine, tokenizer, executor, WorkflowReward(), library=executor.library,
+            engine, loaded[1], executor, WorkflowReward(), library=executor.library,
             max_turns=max_turns, max_context_tokens=max_context,
             sampling=SamplingParams(max_tokens=max_new, temperature=args.temperature),
             enable_thinking=rollout.get("enable_thinking"),
@@ -208,15 +211,19 @@ def run_eval(args: argparse.Namespace) -> int:
 
     lora = config.lora if config else None
     dtype = config.dtype if config else "float32"
-    players = {"policy": player("policy", adapter=args.adapter, checkpoint=args.ckpt_path,
-                                lora=lora if args.ckpt_path else None, dtype=dtype)}  # fmt: skip
-    if "untrained" in baselines:
-        players["untrained"] = player("untrained", dtype=dtype)
+
+    async def players() -> dict[str, PolicyPlayer]:
+        # Built one at a time, inside the evaluation's event loop (engines may bind to it).
+        out = {"policy": await player("policy", adapter=args.adapter, checkpoint=args.ckpt_path,
+                                      lora=lora if args.ckpt_path else None, dtype=dtype)}  # fmt: skip
+        if "untrained" in baselines:
+            out["untrained"] = await player("untrained", dtype=dtype)
+        return out
 
     async def main() -> dict[str, Any]:
         try:
             return await run_evaluation(
-                args.out, identity, tasks, players=players, executor=executor, notes=notes,
+                args.out, identity, tasks, players=await players(), executor=executor, notes=notes,
                 concurrency=args.concurrency, baseline_max_tokens=args.baseline_max_tokens,
             )  # fmt: skip
         finally:

@@ -30,8 +30,9 @@ def load_policy_model(
     checkpoint: str | None = None,
     lora: dict[str, Any] | None = None,
     dtype: str = "float32",
-) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) of a model dir, plus a LoRA adapter or a fit checkpoint.
+) -> tuple[Any, Any, Any]:
+    """(model in eval mode, tokenizer, `Policy`) of a model dir, plus a LoRA adapter or a fit
+    checkpoint (the model is the policy's, wrapped in the adapter when one is given).
 
     Args:
         model: The base model directory (or a name in the local Hugging Face cache).
@@ -76,21 +77,47 @@ def load_policy_model(
 
         lm = PeftModel.from_pretrained(lm, adapter)
     lm.eval()
-    return lm, policy.tokenizer
+    return lm, policy.tokenizer, policy
 
 
-def build_engine(
-    kind: str, model: Any, tokenizer: Any, init_args: dict[str, Any], batch_size: int | None
+async def build_engine(
+    kind: str,
+    loaded: tuple[Any, Any, Any],
+    init_args: dict[str, Any],
+    batch_size: int | None,
+    *,
+    base_model: str,
+    weights_changed: bool,
+    adapter: str | None = None,
 ) -> Any:
-    """``hf``: `HFEngine` on the loaded model; anything else: an engine class path (e.g.
-    ``flowsteer.rollout.VLLMEngine``) built with ``init_args``."""
+    """``hf``: `HFEngine` on the loaded model. Anything else is an engine class path (e.g.
+    ``flowsteer.rollout.VLLMEngine``) built with ``init_args`` (``model`` defaults to the base
+    model); when a checkpoint changed the weights, they are pushed with ``sync_weights``."""
+    import inspect
+
+    lm, tokenizer, policy = loaded
     if kind == "hf":
         from flowsteer.rollout.hf_engine import HFEngine
 
-        return HFEngine(model, tokenizer, batch_size=batch_size)
+        return HFEngine(lm, tokenizer, batch_size=batch_size)
     from flowsteer.evaluation.fit_config import import_class
 
-    return import_class(kind, "--engine")(**init_args)
+    if adapter is not None:
+        raise ValueError(
+            f"--engine {kind} with --adapter: merge the adapter into a model directory first "
+            "(peft merge_and_unload), or use --engine hf"
+        )
+    cls = import_class(kind, "--engine")
+    args = dict(init_args)
+    if "model" in inspect.signature(cls).parameters:
+        args.setdefault("model", base_model)
+    try:
+        engine = cls(**args)
+    except TypeError as err:
+        raise ValueError(f"--engine {kind}: bad --engine-args ({err})") from None
+    if weights_changed:
+        await engine.sync_weights(policy, 1)
+    return engine
 
 
 OnDone = Callable[[EpisodeRecord], Awaitable[None]]

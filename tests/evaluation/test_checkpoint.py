@@ -51,7 +51,7 @@ def test_config_is_found_and_checkpoint_weights_are_loaded(fit_run):
     config = FitConfig.read(find_config(ckpt))
     assert config.path.parent.name == "version_0"
     assert config.rollout["max_turns"] == 2 and config.executor["init_args"]["backend"]
-    model, _ = load_policy_model(config.model, checkpoint=str(ckpt))
+    model, _, _ = load_policy_model(config.model, checkpoint=str(ckpt))
     weight = dict(model.named_parameters())[name.removeprefix("model.")]
     assert bool((weight == value).all())
 
