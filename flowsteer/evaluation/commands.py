@@ -159,8 +159,12 @@ def run_eval(args: argparse.Namespace) -> int:
         baselines.remove("untrained")
         notes.append("untrained baseline skipped: the policy is the base model itself")
     backend_spec, executor_identity = _identity_executor(spec)
+    from flowsteer.evaluation.identity import file_sha256
+
+    weights = {"adapter": args.adapter, "checkpoint": args.ckpt_path}
     identity = RunIdentity(
         command="eval",
+        weights_sha256={k: file_sha256(v) for k, v in weights.items() if v},
         model=str(model),
         adapter=args.adapter or "",
         checkpoint=args.ckpt_path or "",

@@ -73,6 +73,8 @@ class RunIdentity:
         adapter: A LoRA adapter directory loaded on it (``""``: none).
         checkpoint: A ``flowsteer fit`` checkpoint loaded into it (``""``: none).
         config: The fit config the checkpoint was read with (``""``: none).
+        weights_sha256: sha256 of the adapter directory and the checkpoint file, so a
+            checkpoint overwritten at the same path (``last.ckpt``) is another policy.
         engine: The engine that sampled the policy's turns.
         backend: The backend LLM's class path and init args.
         backend_model: What the backend serves (its model name or path, where it says).
@@ -91,6 +93,7 @@ class RunIdentity:
     adapter: str = ""
     checkpoint: str = ""
     config: str = ""
+    weights_sha256: dict[str, str] = field(default_factory=dict)
     engine: str = ""
     backend: dict[str, Any] = field(default_factory=dict)
     backend_model: str = ""

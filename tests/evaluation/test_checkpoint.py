@@ -56,7 +56,7 @@ def test_config_is_found_and_checkpoint_weights_are_loaded(fit_run):
     assert bool((weight == value).all())
 
 
-def test_eval_from_a_checkpoint_uses_its_config(fit_run, tmp_path):
+def test_eval_from_a_checkpoint_uses_its_config(fit_run, tmp_path, capsys):
     from lightning_modules.cli import main
 
     ckpt, _, _ = fit_run
@@ -69,6 +69,15 @@ def test_eval_from_a_checkpoint_uses_its_config(fit_run, tmp_path):
     assert identity["checkpoint"] == str(ckpt) and identity["config"].endswith("config.yaml")
     assert identity["sampling"]["max_turns"] == 2 and identity["backend"]["class_path"] == SCRIPTED
     assert list(metrics["systems"]) == ["policy", "untrained", "direct"]
+
+    # Training on overwrites last.ckpt: the same path is now another policy, refused.
+    import torch
+
+    state = torch.load(ckpt, weights_only=False)
+    state["epoch"] = 2
+    torch.save(state, ckpt)
+    assert main(args) == 2
+    assert "weights_sha256.checkpoint" in capsys.readouterr().err
 
 
 def test_checkpoint_without_a_config_is_a_clear_error(tmp_path, capsys):
