@@ -526,6 +526,8 @@ def _backend_metrics(prefix: str, now: BackendStats, seen: BackendStats) -> dict
     # A faulty request was either retried or ended its call as a failure.
     metrics[f"{prefix}/faults"] = metrics[f"{prefix}/retries"] + metrics[f"{prefix}/failures"]
     return metrics
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:
     """The model's EOS ids (generation config, then tokenizer): what vLLM's grammar backend
     admits as the end of a constrained turn."""

@@ -200,6 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     quick.add_argument("--max-turns", type=int, default=4, help="turns per tiny-policy episode")
     quick.add_argument("--seed", type=int, default=0)
     quick.set_defaults(run=_quickstart)
+
+    from flowsteer.evaluation.commands import add_commands
+
+    add_commands(sub)  # eval, run-workflow
     return parser
 
 

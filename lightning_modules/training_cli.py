@@ -54,8 +54,43 @@ class FlowSteerCLI(LightningCLI):
     """
 
 
+def _pop_option(argv: list[str], name: str) -> str | None:
+    """Remove ``name VALUE`` / ``name=VALUE`` from ``argv``; returns the (last) value."""
+    value = None
+    for i in range(len(argv) - 1, -1, -1):
+        if argv[i] == name and i + 1 < len(argv):
+            value = value if value is not None else argv[i + 1]
+            del argv[i : i + 2]
+        elif argv[i].startswith(name + "="):
+            value = value if value is not None else argv[i].split("=", 1)[1]
+            del argv[i]
+    return value
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 def run_training(argv: Sequence[str]) -> int:
-    """Run LightningCLI on ``argv`` (``fit --config …``); 2 with a one-line error on bad input."""
+    """Run LightningCLI on ``argv`` (``fit --config …``); 2 with a one-line error on bad input.
+
+    ``test … --report DIR`` also writes the evaluation report of ``flowsteer eval`` for the
+    tested policy (`flowsteer.evaluation.commands.report_after_test`)."""
+    report = None
+    if argv and argv[0] == "test":
+        rest = list(argv)
+        report = _pop_option(rest, "--report")
+        if report is not None:
+            if _option(rest, "--config") is None:
+                print("flowsteer test: error: --report needs --config FILE", file=sys.stderr)
+                return 2
+            argv = rest
     try:
         FlowSteerCLI(
             CWRPOModule,
@@ -72,6 +107,16 @@ def run_training(argv: Sequence[str]) -> int:
         print(f"flowsteer {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
         print("(set FLOWSTEER_TRACEBACK=1 to see where)", file=sys.stderr)
         return 2
+    if report is not None:
+        from flowsteer.evaluation.commands import report_after_test
+
+        try:
+            return report_after_test(
+                str(_option(argv, "--config")), _option(argv, "--ckpt_path"), report
+            )
+        except (ValueError, FileNotFoundError) as err:
+            print(f"flowsteer test: error: {err}", file=sys.stderr)
+            return 2
     return 0
 
 
