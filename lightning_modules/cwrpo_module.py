@@ -33,6 +33,7 @@ from flowsteer.rl.update import (
     local_counts,
     micro_batches,
     num_minibatches,
+    old_is_current,
     plan_minibatches,
     score_buffer,
     trim,
@@ -119,6 +120,9 @@ class CWRPOModule(L.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.log_entropy = log_entropy
         self.old_logprobs_in_eval = old_logprobs_in_eval
+        # Set by a rollout source whose engine samples with weights older than the trainer's
+        # (asynchronous rollouts): the old log-probs must then be scored.
+        self.stale_rollouts = False
         self.seed = seed
         # Set by the rollout callback in its `setup` (it knows tasks per rank × group size).
         self.rollout_size: int | None = None
@@ -232,15 +236,24 @@ class CWRPOModule(L.LightningModule):
         if self.old_logprobs_in_eval:
             self.policy.eval()
         batch = self.buffer.batch.to(self.device)
+        assert self.rollout_size is not None
+        # One optimizer step on one minibatch from the synced policy: ρ = 1 by construction, and
+        # the step's own detached log-probs are the old ones (old_logprobs stays None).
+        on_policy = old_is_current(
+            ppo_epochs=self.ppo_epochs,
+            minibatches=num_minibatches(self.rollout_size, self.minibatch_size),
+            dropout_free=self.policy.dropout_free,
+            stale_weights=self.stale_rollouts,
+        )
         scored = score_buffer(
             self.policy,
             batch,
             self.micro_batch_size,
             reference=self.kl_coef > 0,
             temperature=self.logprob_temperature,
+            old=not on_policy,
         )
         self.policy.train(was_training)
-        assert self.rollout_size is not None
         plan = plan_minibatches(
             self.buffer.rows,
             self.rollout_size,
@@ -296,10 +309,13 @@ class CWRPOModule(L.LightningModule):
                 micro.attention_mask,
                 with_entropy=self.log_entropy,
                 temperature=self.logprob_temperature,
+                score_mask=micro.loss_mask,
             )
+            # No old log-probs: the update is exactly on-policy (see on_train_epoch_start).
+            old = micro.old_logprobs if micro.old_logprobs is not None else out.logprobs.detach()
             result = cwrpo_loss(
                 out.logprobs,
-                micro.old_logprobs,
+                old,
                 micro.advantages,
                 micro.loss_mask,
                 ref_logprobs=micro.ref_logprobs if self.kl_coef > 0 else None,

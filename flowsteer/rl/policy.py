@@ -166,6 +166,11 @@ class Policy(torch.nn.Module):
                 ", ".join(active),
             )
 
+    @property
+    def dropout_free(self) -> bool:
+        """No dropout probability above 0: train- and eval-mode forwards give the same log-probs."""
+        return not _active_dropout(self.model)
+
     # ---- log-probs ------------------------------------------------------------------------
 
     def forward(
@@ -175,13 +180,14 @@ class Policy(torch.nn.Module):
         with_entropy: bool = False,
         reference: bool = False,
         temperature: float = 1.0,
+        score_mask: Tensor | None = None,
     ) -> TokenLogprobs:
         """`token_logprobs` (or, with ``reference``, the reference policy's log-probs).
 
         Both public methods go through here, via ``__call__``, so the hooks of a wrapper such
         as FSDP's ``fully_shard`` or DDP run around all the work.
         """
-        args = (input_ids, attention_mask, with_entropy, temperature)
+        args = (input_ids, attention_mask, with_entropy, temperature, score_mask)
         if not reference:
             return self._logprobs(self._causal_lm(), *args)
         if self.reference_model is not None:
@@ -196,6 +202,7 @@ class Policy(torch.nn.Module):
         *,
         with_entropy: bool = False,
         temperature: float = 1.0,
+        score_mask: Tensor | None = None,
     ) -> TokenLogprobs:
         """Log-probs (and entropy) of every token given its prefix, under the trained model.
 
@@ -213,15 +220,29 @@ class Policy(torch.nn.Module):
                 temperature, so that the log-probs are of the policy that sampled (greedy
                 decoding, temperature 0, samples no distribution: its callers pass 1, see
                 `SamplingParams.logprob_temperature`).
+            score_mask: ``[B, T]``, nonzero where a log-prob is wanted (the loss mask); the LM
+                head and log-softmax, most of the work at a large vocabulary, then run only
+                there, and every other position is 0. ``None`` scores every real token.
 
         Returns:
             `TokenLogprobs` with ``[B, T]`` float32 tensors, differentiable in the trainable
             parameters when gradients are enabled.
         """
-        return self(input_ids, attention_mask, with_entropy=with_entropy, temperature=temperature)
+        return self(
+            input_ids,
+            attention_mask,
+            with_entropy=with_entropy,
+            temperature=temperature,
+            score_mask=score_mask,
+        )
 
     def reference_logprobs(
-        self, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        *,
+        temperature: float = 1.0,
+        score_mask: Tensor | None = None,
     ) -> Tensor:
         """``[B, T]`` log-probs under the reference policy (no gradient), same convention and
         the same ``temperature`` as the policy's, so the KL compares like with like.
@@ -235,7 +256,13 @@ class Policy(torch.nn.Module):
                 "(the trainer does so when kl_coef > 0)"
             )
         with torch.no_grad():
-            return self(input_ids, attention_mask, reference=True, temperature=temperature).logprobs
+            return self(
+                input_ids,
+                attention_mask,
+                reference=True,
+                temperature=temperature,
+                score_mask=score_mask,
+            ).logprobs
 
     def _causal_lm(self) -> torch.nn.Module:
         """The HF causal LM itself (inside the peft wrapper, adapters injected, under LoRA)."""
@@ -248,6 +275,7 @@ class Policy(torch.nn.Module):
         attention_mask: Tensor,
         with_entropy: bool,
         temperature: float,
+        score_mask: Tensor | None = None,
     ) -> TokenLogprobs:
         if input_ids.dim() != 2 or attention_mask.shape != input_ids.shape:
             raise ValueError(
@@ -270,6 +298,14 @@ class Policy(torch.nn.Module):
             ).last_hidden_state  # [B, T, H]
         )
         scored = real[:, 1:] & real[:, :-1]  # [B, T-1]: target t and its context end t-1
+        every = scored
+        if score_mask is not None:
+            if score_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"score_mask must be [B, T] like input_ids {tuple(input_ids.shape)}; "
+                    f"got {tuple(score_mask.shape)}"
+                )
+            scored = scored & score_mask[:, 1:].bool()  # the head runs only where it is needed
         head = lm.get_output_embeddings()
         head_trainable = any(p.requires_grad for p in head.parameters())
         transform = self._logit_transform
@@ -287,8 +323,23 @@ class Policy(torch.nn.Module):
             head_trainable=head_trainable,
         )
 
+        if flat_lp.numel() == 0 and every.any() and torch.is_grad_enabled():
+            # Nothing to score (a micro-batch of episodes without a sampled token): the head
+            # still runs on one token, times 0, so every parameter gets its (zero) gradient,
+            # which DDP's and FSDP's gradient reduction wait for.
+            probe, _ = chunked_logprobs(
+                hidden[:, :-1][every][:1],
+                input_ids[:, 1:][every][:1],
+                logits,
+                chunk_size=1,
+                head_trainable=head_trainable,
+            )
+            flat_lp = flat_lp + probe.sum() * 0.0
+
         def place(flat: Tensor) -> Tensor:  # [N] -> [B, T], index 0 and unscored slots 0.0
             grid = torch.zeros(scored.shape, dtype=flat.dtype, device=flat.device)
+            if flat.numel() == 0 and flat.requires_grad:
+                return F.pad(grid, (1, 0)) + flat.sum()  # zeros, still in the graph
             return F.pad(grid.masked_scatter(scored, flat), (1, 0))
 
         return TokenLogprobs(place(flat_lp), place(flat_ent) if with_entropy else None)

@@ -211,11 +211,13 @@ def score_buffer(
     *,
     reference: bool,
     temperature: float = 1.0,
+    old: bool = True,
 ) -> RolloutBatch:
     """The buffer with ``old_logprobs`` (and ``ref_logprobs`` when ``reference``) filled in.
 
     Computed once per iteration, before the first update, under ``no_grad`` and in micro-batches
-    (the caller picks train/eval mode). Padding columns score 0.
+    (the caller picks train/eval mode). Only loss-mask positions are scored (the LM head runs
+    nowhere else); every other column is 0.
 
     Args:
         policy: The policy as it is before this iteration's first update.
@@ -224,20 +226,43 @@ def score_buffer(
         reference: Also score under the reference policy (needed when the KL coefficient > 0).
         temperature: The sampling temperature (`SamplingParams.logprob_temperature`): both
             scores are of ``logits / temperature``, the distribution the engine sampled from.
+        old: Score the old policy. ``False`` when the update is exactly on-policy and takes the
+            detached current log-probs as old (`old_is_current`); ``old_logprobs`` is then
+            left as it was.
     """
-    old = torch.zeros_like(batch.rollout_logprobs)
+    scored_old = torch.zeros_like(batch.rollout_logprobs) if old else None
     ref = torch.zeros_like(batch.rollout_logprobs) if reference else None
-    for start in range(0, len(batch), micro_batch_size):
+    for start in range(0, len(batch) if (old or reference) else 0, micro_batch_size):
         rows = slice(start, min(start + micro_batch_size, len(batch)))
         ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
         length = int(mask.sum(dim=1).max()) if mask.numel() else 0
         ids, mask = ids[:, :length], mask[:, :length]
-        scored = policy.token_logprobs(ids, mask, temperature=temperature).logprobs
-        old[rows, :length] = scored.to(old.dtype)
+        wanted = batch.loss_mask[rows, :length]
+        if scored_old is not None:
+            lp = policy.token_logprobs(ids, mask, temperature=temperature, score_mask=wanted)
+            scored_old[rows, :length] = lp.logprobs.to(scored_old.dtype)
         if ref is not None:
-            scored = policy.reference_logprobs(ids, mask, temperature=temperature)
-            ref[rows, :length] = scored.to(ref.dtype)
-    return replace(batch, old_logprobs=old, ref_logprobs=ref)
+            lp = policy.reference_logprobs(ids, mask, temperature=temperature, score_mask=wanted)
+            ref[rows, :length] = lp.to(ref.dtype)
+    return replace(
+        batch,
+        old_logprobs=scored_old if old else batch.old_logprobs,
+        ref_logprobs=ref,
+    )
+
+
+def old_is_current(
+    *, ppo_epochs: int, minibatches: int, dropout_free: bool, stale_weights: bool = False
+) -> bool:
+    """Whether the old log-probs equal the policy's own at its single update step.
+
+    One pass over one minibatch means the only optimizer step sees the policy that was synced
+    to the engine before the rollout, so ``ρ = 1`` by construction and a scoring pass would
+    recompute exactly the log-probs the step computes anyway (with dropout, the two forwards
+    would differ, and with stale engine weights, e.g. asynchronous rollouts, the sampling policy
+    is not the current one). The step then uses its own detached log-probs as old.
+    """
+    return ppo_epochs == 1 and minibatches == 1 and dropout_free and not stale_weights
 
 
 __all__ = [
@@ -247,6 +272,7 @@ __all__ = [
     "local_counts",
     "micro_batches",
     "num_minibatches",
+    "old_is_current",
     "plan_minibatches",
     "score_buffer",
     "trim",

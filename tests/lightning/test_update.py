@@ -60,11 +60,64 @@ def test_score_buffer_matches_the_policy_row_by_row(tiny_policy) -> None:
         alone = policy.token_logprobs(
             batch.input_ids[i : i + 1, :n], batch.attention_mask[i : i + 1, :n]
         ).logprobs
+        wanted = batch.loss_mask[i, :n].bool()
+        assert wanted.any() and not wanted.all()
         torch.testing.assert_close(
-            scored.old_logprobs[i, :n], alone[0].detach(), rtol=1e-5, atol=1e-5
+            scored.old_logprobs[i, :n][wanted], alone[0, wanted].detach(), rtol=1e-5, atol=1e-5
         )
+        # Only loss-mask positions are scored: the head never ran anywhere else.
+        assert torch.all(scored.old_logprobs[i, :n][~wanted] == 0)
         assert torch.all(scored.old_logprobs[i, n:] == 0)
     assert scored.ref_logprobs is None
+
+
+def test_score_buffer_can_skip_the_old_policy(tiny_policy) -> None:
+    from flowsteer.rl.policy import LoraSettings, Policy
+
+    policy = Policy(str(tiny_policy)).eval()
+    batch = _batch(3)
+    scored = score_buffer(policy, batch, micro_batch_size=2, reference=False, old=False)
+    assert scored.old_logprobs is None and scored.ref_logprobs is None
+    lora = Policy(str(tiny_policy), lora=LoraSettings(r=4, alpha=4), with_reference=True).eval()
+    scored = score_buffer(lora, batch, micro_batch_size=2, reference=True, old=False)
+    wanted = batch.loss_mask.bool()
+    reference = lora.reference_logprobs(batch.input_ids, batch.attention_mask)
+    assert scored.old_logprobs is None
+    torch.testing.assert_close(scored.ref_logprobs[wanted], reference[wanted], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_score_mask_gives_the_full_values_where_it_is_set(tiny_policy, with_entropy) -> None:
+    from flowsteer.rl.policy import Policy
+
+    policy = Policy(str(tiny_policy)).eval()
+    batch = _batch(3)
+    full = policy.token_logprobs(batch.input_ids, batch.attention_mask, with_entropy=with_entropy)
+    masked = policy.token_logprobs(
+        batch.input_ids,
+        batch.attention_mask,
+        with_entropy=with_entropy,
+        score_mask=batch.loss_mask,
+    )
+    wanted = batch.loss_mask.bool()
+    torch.testing.assert_close(masked.logprobs[wanted], full.logprobs[wanted], rtol=0, atol=1e-6)
+    assert torch.all(masked.logprobs[~wanted] == 0)
+    if with_entropy:
+        torch.testing.assert_close(masked.entropy[wanted], full.entropy[wanted], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="score_mask must be"):
+        policy.token_logprobs(
+            batch.input_ids, batch.attention_mask, score_mask=batch.loss_mask[:, 1:]
+        )
+
+
+def test_old_is_current_only_for_one_step_from_the_synced_policy() -> None:
+    from flowsteer.rl.update import old_is_current
+
+    assert old_is_current(ppo_epochs=1, minibatches=1, dropout_free=True)
+    assert not old_is_current(ppo_epochs=2, minibatches=1, dropout_free=True)
+    assert not old_is_current(ppo_epochs=1, minibatches=2, dropout_free=True)
+    assert not old_is_current(ppo_epochs=1, minibatches=1, dropout_free=False)
+    assert not old_is_current(ppo_epochs=1, minibatches=1, dropout_free=True, stale_weights=True)
 
 
 def test_episode_stats_excludes_failures_and_flags_shortcuts() -> None:
