@@ -226,6 +226,12 @@ def _flowsteer(args: list[str], log: Path) -> float:
     return time.monotonic() - start
 
 
+def _relative(path: str) -> str:
+    """``path`` relative to the repository root when it lies inside it (portable json)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if ROOT in resolved.parents else path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/ablation.yaml")
@@ -307,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "setup": {
                     "config": args.config,
-                    "policy": policy,
+                    "policy": _relative(policy),
                     "seeds": args.seeds,
                     "modes": args.modes,
                     "iterations": args.iterations,
