@@ -98,6 +98,27 @@ def test_run_config_sets_mode_seeds_policy_and_leaves_the_base_alone(tmp_path: P
     assert backend == "flowsteer.llm.simulated.SimulatedBackend"
 
 
+def test_the_ablation_turn_budget_admits_every_structure() -> None:
+    """The grammar leaves out actions that cannot fit a turn's token budget; at 128 tokens no
+    conditional fits, and without one no episode of this setup can open the gate."""
+    from flowsteer.canvas.canvas import Canvas
+    from flowsteer.operators.library import OperatorLibrary
+    from flowsteer.rollout.action_grammar import ActionGrammar
+    from flowsteer.tasks import Task
+
+    config = yaml.safe_load((REPO / "configs" / "ablation.yaml").read_text())
+    rollout = config["trainer"]["callbacks"][0]["init_args"]
+    library = OperatorLibrary.load(str(REPO / rollout["library"]))
+    grammar = ActionGrammar(
+        max_think_chars=rollout["max_think_chars"], max_prompt_chars=rollout["max_prompt_chars"]
+    )
+    canvas = Canvas(Task("g/0", "gsm8k", "math", "2+2?", "4"), library=library)
+    ebnf = grammar.for_canvas(canvas, rollout["max_new_tokens"]).ebnf
+    for structure in ("parallel", "loop", "conditional"):
+        assert f"<structure>{structure}</structure>" in ebnf, structure
+    assert "<structure>conditional</structure>" not in grammar.for_canvas(canvas, 128).ebnf
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_tiny_study_runs_end_to_end_and_modes_share_their_first_iteration(
