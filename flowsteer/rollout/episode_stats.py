@@ -55,6 +55,8 @@ class EpisodeStats:
         truncation_rate: Share cut at ``max_turns`` or the context limit.
         invalid_action_rate: Rejected actions per policy turn.
         turns: Policy turns per episode.
+        operators: Operators in the final workflow per episode (repeats and structures'
+            children included; `operator_count`).
         policy_tokens: Tokens the policy sampled per episode.
         backend_calls: Backend LLM calls per episode.
         backend_tokens: Backend tokens per episode.
@@ -74,6 +76,7 @@ class EpisodeStats:
     truncation_rate: float = 0.0
     invalid_action_rate: float = 0.0
     turns: float = 0.0
+    operators: float = 0.0
     policy_tokens: float = 0.0
     backend_calls: float = 0.0
     backend_tokens: float = 0.0
@@ -108,6 +111,7 @@ class EpisodeStats:
             truncation_rate=sum(t.truncated or t.context_truncated for t in ok) / n,
             invalid_action_rate=sum(t.invalid_actions for t in ok) / max(turns, 1),
             turns=turns / n,
+            operators=sum(operator_count(t.dsl) for t in ok) / n,
             policy_tokens=sum(t.policy_tokens for t in ok) / n,
             backend_calls=sum(t.backend_calls for t in ok) / n,
             backend_tokens=sum(t.backend_tokens for t in ok) / n,
@@ -130,6 +134,7 @@ class EpisodeStats:
             "truncation_rate",
             "invalid_action_rate",
             "turns",
+            "operators",
             "policy_tokens",
             "backend_calls",
             "backend_tokens",

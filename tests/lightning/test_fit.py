@@ -33,6 +33,7 @@ DOCUMENTED = [
     "rollout/finish_rate",
     "rollout/invalid_action_rate",
     "rollout/turns",
+    "rollout/operators",
     "rollout/policy_tokens",
     "rollout/backend_calls",
     "rollout/backend_tokens",

@@ -149,6 +149,7 @@ def test_episode_stats_excludes_failures_and_flags_shortcuts() -> None:
     assert stats.reward == -0.25 and stats.accuracy == {"gsm8k": 0.5}
     assert stats.shortcut_rate == 0.5 and stats.div_pass_rate == 0.5 and stats.finish_rate == 0.5
     assert stats.invalid_action_rate == 1 / 6
+    assert stats.operators == 3.0 and stats.to_dict()["rollout/operators"] == 3.0  # (5 + 1) / 2
     assert stats.to_dict()["rollout/reward/answer"] == 1.0  # the unscored answer is left out
     assert operator_count("Plan -> [Programmer, Custom] -> ScEnsemble") == 4
 
