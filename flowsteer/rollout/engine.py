@@ -35,6 +35,9 @@ class SamplingParams:
         stop_token_ids: Token ids that end the turn; the one sampled is returned (it is part of
             what the policy must learn to emit).
         seed: Per-request seed, so a rollout is reproducible; ``None``: unseeded.
+        min_tokens: Fewest new tokens before a stop id may be sampled (vLLM's ``min_tokens``):
+            the stop ids are held at probability 0 until then (for fixed-length runs; the
+            returned log-probs stay those of the tempered distribution, as with top-k/top-p).
     """
 
     max_tokens: int = 512
@@ -43,6 +46,14 @@ class SamplingParams:
     top_k: int = 0
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+    min_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(
+                f"SamplingParams: min_tokens must be between 0 and max_tokens "
+                f"({self.max_tokens}), got {self.min_tokens}"
+            )
 
     @property
     def logprob_temperature(self) -> float:

@@ -43,6 +43,7 @@ from flowsteer.rollout.engine import (
     SamplingParams,
     grammar_text,
 )
+from flowsteer.rollout.row_sampler import RowSampler
 
 if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
@@ -62,16 +63,15 @@ class _RowSampler:
         self.prompt_len = prompt_len
         self.force_id = force_id
         self.params = list(params)
-        self.generators = []
-        for p in self.params:
-            g = None
-            if p.seed is not None:
-                g = torch.Generator().manual_seed(int(p.seed))
-            self.generators.append(g)
-        self.temperature = torch.tensor([p.temperature for p in self.params], dtype=torch.float32)
-        self.top_k = torch.tensor([p.top_k for p in self.params], dtype=torch.long)
-        self.top_p = torch.tensor([p.top_p for p in self.params], dtype=torch.float32)
+        self.draw = RowSampler(
+            [p.temperature for p in self.params],
+            [p.top_k for p in self.params],
+            [p.top_p for p in self.params],
+            [p.seed for p in self.params],
+        )
         self.max_tokens = torch.tensor([p.max_tokens for p in self.params], dtype=torch.long)
+        self.min_tokens = torch.tensor([p.min_tokens for p in self.params], dtype=torch.long)
+        self.stop_ids = sorted({t for p in self.params for t in p.stop_token_ids})
         # Constrained rows: an xgrammar matcher each; what they sampled is recorded per step.
         self.matchers = list(matchers) or [None] * len(self.params)
         self.logprobs: list[list[float]] = [[] for _ in self.params]
@@ -97,8 +97,7 @@ class _RowSampler:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_len
         logits = scores.float().cpu()  # [B, V]
-        greedy = self.temperature <= 0
-        scaled = logits / torch.where(greedy, 1.0, self.temperature)[:, None]
+        scaled = self.draw.tempered(logits)
         rows = self._constrained_rows(step)
         # Log-probs and the allowed mass are read from the TEMPERED logits (greedy rows: T = 1),
         # the distribution the trainer recomputes; constrained rows renormalise over the grammar.
@@ -112,25 +111,8 @@ class _RowSampler:
             # Mask after tempering (and before top-k/top-p): a -inf logit stays -inf at any
             # temperature, so the sampled distribution is the tempered one over allowed tokens.
             xgrammar.apply_token_bitmask_inplace(scaled, self.bitmask, indices=rows)
-        masked = scaled
-        sorted_logits, order = scaled.sort(dim=-1, descending=True)  # [B, V]
-        rank = torch.arange(logits.shape[1])[None, :]
-        drop = (self.top_k[:, None] > 0) & (rank >= self.top_k[:, None])
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        probs = sorted_logits.softmax(dim=-1)
-        before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
-        drop = (before >= self.top_p[:, None]) & (rank > 0)
-        probs = probs.masked_fill(drop, 0.0)
-        cdf = probs.cumsum(dim=-1)  # [B, V]
-        u = torch.stack(
-            [
-                torch.rand((), generator=g) if g is not None else torch.rand(())
-                for g in self.generators
-            ]
-        )
-        pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp_max(cdf.shape[1] - 1)
-        chosen = order.gather(1, pick).squeeze(1)  # [B]
-        chosen = torch.where(greedy, masked.argmax(dim=-1), chosen)
+        masked = self._hold_stops(scaled, step)
+        chosen = self.draw.sample(masked, step)
         if rows:
             self._advance(rows, tempered, masked, chosen, step)
         if self.force_id is not None:
@@ -140,6 +122,19 @@ class _RowSampler:
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(out.shape[0]), chosen.to(out.device)] = 0.0
         return out
+
+    def _hold_stops(self, scaled: torch.Tensor, step: int) -> torch.Tensor:
+        """Rows short of their ``min_tokens`` cannot stop: their stop ids get -inf (unless
+        nothing else is allowed, e.g. a grammar that has ended)."""
+        early = (step < self.min_tokens).nonzero().flatten()
+        if not len(early) or not self.stop_ids:
+            return scaled
+        held = scaled.clone()
+        stops = torch.tensor(self.stop_ids)
+        held[early[:, None], stops[None, :]] = float("-inf")
+        stuck = torch.isinf(held[early]).all(dim=-1)
+        held[early[stuck]] = scaled[early[stuck]]
+        return held
 
     def _advance(
         self,

@@ -193,6 +193,7 @@ class VLLMEngine:
             top_p=sampling.top_p,
             top_k=sampling.top_k,
             seed=sampling.seed,
+            min_tokens=sampling.min_tokens,
             stop_token_ids=list(sampling.stop_token_ids),
             ignore_eos=True,
             logprobs=0,  # the sampled token's log-prob only

@@ -146,6 +146,7 @@ class VLLMServerEngine:
             "top_p": sampling.top_p,
             "top_k": sampling.top_k,
             "seed": sampling.seed,
+            "min_tokens": sampling.min_tokens,
             "stop_token_ids": list(sampling.stop_token_ids),
             "ignore_eos": True,  # only the request's stop tokens end a turn, as in VLLMEngine
             "logprobs": 0,

@@ -225,3 +225,28 @@ def test_constrained_logprobs_are_renormalised_over_the_allowed_tokens(policy):
     raw = recomputed(model, prompt, g.token_ids)
     assert (torch.tensor(g.logprobs) >= raw - 1e-6).all()  # renormalising only raises them
     assert g.constraint_mass == pytest.approx(sum(masses) / len(masses), abs=1e-5)
+
+
+def test_min_tokens_holds_the_stop_ids_until_then(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question answer")
+    stops = tuple(range(0, tok.vocab_size, 2))  # half the vocabulary stops a turn
+    free = SamplingParams(max_tokens=12, seed=3, stop_token_ids=stops)
+    held = SamplingParams(max_tokens=12, seed=3, stop_token_ids=stops, min_tokens=9)
+    early, late = generate(
+        engine, [GenerationRequest(prompt, free), GenerationRequest(prompt, held)]
+    )
+    assert early.finish_reason == "stop" and len(early.token_ids) < 9
+    assert len(late.token_ids) >= 9
+    assert not set(late.token_ids[:8]) & set(stops)
+    assert late.finish_reason == "stop" or len(late.token_ids) == 12
+    # min_tokens = max_tokens: fixed length, whatever the stop ids.
+    fixed = SamplingParams(max_tokens=12, seed=3, stop_token_ids=stops, min_tokens=12)
+    (whole,) = generate(engine, [GenerationRequest(prompt, fixed)])
+    assert len(whole.token_ids) == 12 and whole.finish_reason == "length"
+
+
+def test_min_tokens_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="min_tokens must be between 0 and max_tokens"):
+        SamplingParams(max_tokens=4, min_tokens=5)

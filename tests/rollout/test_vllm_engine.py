@@ -162,6 +162,19 @@ def test_stops_at_a_stop_token_and_returns_it(engine, prompts):
     assert out.logprobs == pytest.approx(free.logprobs[: k + 1], abs=ATOL)
 
 
+def test_min_tokens_holds_the_stop_ids_until_then(engine, models, prompts):
+    from transformers import AutoTokenizer
+
+    stops = tuple(
+        range(0, AutoTokenizer.from_pretrained(models[0]).vocab_size, 2)
+    )  # half the vocabulary stops a turn
+    early = SamplingParams(12, 1.0, stop_token_ids=stops, seed=3)
+    held = SamplingParams(12, 1.0, stop_token_ids=stops, seed=3, min_tokens=9)
+    a, b = _run(engine, [GenerationRequest(prompts[0], early), GenerationRequest(prompts[0], held)])
+    assert a.finish_reason == "stop" and len(a.token_ids) < 9
+    assert len(b.token_ids) >= 9 and not set(b.token_ids[:8]) & set(stops)
+
+
 def test_bad_requests_abort_alone_and_constraints_raise(engine, prompts):
     ok = GenerationRequest(prompts[0], SamplingParams(4, 0.0))
     too_long = GenerationRequest([5] * MAX_MODEL_LEN, SamplingParams(4, 0.0))

@@ -80,7 +80,13 @@ def test_sends_token_ids_and_reads_ids_and_logprobs_back(server, tmp_path):
     server.seen.clear()
     engine = _engine(_url(server) + "/v1/", "stopper", tmp_path)
     sampling = SamplingParams(
-        max_tokens=7, temperature=0.5, top_p=0.9, top_k=20, stop_token_ids=(2,), seed=4
+        max_tokens=7,
+        temperature=0.5,
+        top_p=0.9,
+        top_k=20,
+        stop_token_ids=(2,),
+        seed=4,
+        min_tokens=2,
     )
     out = asyncio.run(engine.generate([GenerationRequest([10, 11, 12], sampling)]))[0]
     assert (out.token_ids, out.logprobs, out.finish_reason, out.error) == (
@@ -100,6 +106,7 @@ def test_sends_token_ids_and_reads_ids_and_logprobs_back(server, tmp_path):
     )
     assert (body["stop_token_ids"], body["seed"], body["ignore_eos"]) == ([2], 4, True)
     assert body["logprobs"] == 0 and body["return_token_ids"] is True
+    assert body["min_tokens"] == 2
 
 
 @pytest.mark.parametrize(
