@@ -3,6 +3,12 @@ checkpoints after optimizer steps."""
 
 from callbacks.checkpoint import StepCheckpointCallback
 from callbacks.rollout import RolloutCallback
+from callbacks.rollout_source import RolloutSource
 from callbacks.weight_sync import WeightSyncCallback
 
-__all__ = ["RolloutCallback", "StepCheckpointCallback", "WeightSyncCallback"]
+__all__ = [
+    "RolloutCallback",
+    "RolloutSource",
+    "StepCheckpointCallback",
+    "WeightSyncCallback",
+]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -25,14 +24,14 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from callbacks.rollout_source import RolloutSource
 from flowsteer.canvas import FinishConstraints
 from flowsteer.canvas.execution import Executor
 from flowsteer.llm.backend import BackendStats
 from flowsteer.operators.library import OperatorLibrary
 from flowsteer.rewards import WorkflowReward
-from flowsteer.rl.advantages import compute_advantages
+from flowsteer.rl.advantages import Advantages
 from flowsteer.rollout.action_grammar import ActionGrammar
-from flowsteer.rollout.batch import collate
 from flowsteer.rollout.engine import Engine, SamplingParams
 from flowsteer.rollout.episode_stats import EpisodeStats
 from flowsteer.rollout.runner import RolloutRunner
@@ -42,8 +41,8 @@ from flowsteer.tasks import Task
 T = TypeVar("T")
 
 
-class RolloutCallback(L.Callback):
-    """Fills the rollout buffer at ``on_train_epoch_start``.
+class RolloutCallback(RolloutSource):
+    """Fills the rollout buffer at ``on_train_epoch_start`` with episodes on the canvas.
 
     Args:
         executor: Runs each workflow on the backend LLM (``None``: structure-only episodes).
@@ -137,8 +136,7 @@ class RolloutCallback(L.Callback):
         self.sampling = SamplingParams(
             max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k
         )
-        self.std_scale = std_scale
-        self.zero_variance = zero_variance
+        super().__init__(std_scale=std_scale, zero_variance=zero_variance)
         self.finish_constraints = finish_constraints
         self.execution_timeout_s = execution_timeout_s
         self.enable_thinking = enable_thinking
@@ -195,13 +193,13 @@ class RolloutCallback(L.Callback):
         pl_module.player = self
         # The trainer's log-probs must be of the distribution the engine samples from.
         pl_module.logprob_temperature = self.sampling.logprob_temperature
-        if stage == "fit":
-            datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "next_train_tasks"):
-                raise ValueError(
-                    "RolloutCallback: fit needs a TaskDataModule (data: in the config)"
-                )
-            pl_module.rollout_size = datamodule.tasks_per_rank * self.group_size
+        super().setup(trainer, pl_module, stage)
+
+    def episodes_per_iteration(self, trainer: L.Trainer) -> int:
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "next_train_tasks"):
+            raise ValueError("RolloutCallback: fit needs a TaskDataModule (data: in the config)")
+        return datamodule.tasks_per_rank * self.group_size
 
     def _runner(self, sampling: SamplingParams) -> RolloutRunner:
         assert self.engine is not None
@@ -269,36 +267,28 @@ class RolloutCallback(L.Callback):
 
     # -- the iteration -------------------------------------------------------------------------
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def play(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Trajectory]:
         assert self.runner is not None and self.engine is not None
         if not self.live_engine and self.engine.weights_version != trainer.global_step:
             raise RuntimeError(
                 f"RolloutCallback: the engine serves weights version {self.engine.weights_version} "
                 f"but the policy is at step {trainer.global_step}; add a WeightSyncCallback"
             )
-        started = time.perf_counter()
         tasks = trainer.datamodule.next_train_tasks()
         seed = (
             self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank
         ) & 0x7FFFFFFF
-        trajectories = self._play(self.runner, tasks, seed, trainer)
-        rollout_s = time.perf_counter() - started
-        ok = [i for i, t in enumerate(trajectories) if t.error is None and not math.isnan(t.reward)]
-        if not ok:
-            raise RuntimeError(
-                f"RolloutCallback: every one of {len(trajectories)} episodes failed this iteration "
-                f"(first error: {trajectories[0].error if trajectories else 'none'})"
-            )
-        good = [trajectories[i] for i in ok]
-        rewards = torch.tensor([t.reward for t in good], dtype=torch.float32)
-        groups = torch.tensor([t.group_id for t in good], dtype=torch.long)
-        advantages = compute_advantages(
-            rewards, groups, std_scale=self.std_scale, zero_variance=self.zero_variance
-        )
-        batch = collate(good, advantages.values, self._tokenizer.pad_token_id)
-        rows = [i for i, keep in enumerate(advantages.keep.tolist()) if keep]
-        pl_module.set_rollout(batch, rows)
-        self._log(trainer, pl_module, trajectories, advantages, rollout_s)
+        return self._play(self.runner, tasks, seed, trainer)
+
+    def on_rollout(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        trajectories: list[Trajectory],
+        advantages: Advantages,
+        seconds: float,
+    ) -> None:
+        self._log(trainer, pl_module, trajectories, advantages, seconds)
 
     def _play(
         self,

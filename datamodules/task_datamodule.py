@@ -60,7 +60,8 @@ class TaskDataModule(L.LightningDataModule):
 
     Args:
         train: Training datasets; each file is a source of the mixture (files of the same source
-            are pooled).
+            are pooled). None or empty: no tasks (a rollout source that needs none, e.g.
+            `callbacks.single_turn.SingleTurnSource`).
         val: Held-out datasets for ``validate`` and for validation during ``fit``.
         test: Datasets for ``test``.
         tasks_per_source: Tasks drawn from each source per RL iteration, over all ranks together
@@ -78,7 +79,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train: list[TaskFile],
+        train: list[TaskFile] | None = None,
         val: list[TaskFile] | None = None,
         test: list[TaskFile] | None = None,
         tasks_per_source: int = 6,
@@ -91,8 +92,6 @@ class TaskDataModule(L.LightningDataModule):
         eval_batch_size: int = 8,
     ) -> None:
         super().__init__()
-        if not train:
-            raise ValueError("TaskDataModule: train needs at least one TaskFile")
         if tasks_per_source < 1:
             raise ValueError(
                 f"TaskDataModule: tasks_per_source must be >= 1, got {tasks_per_source}"
@@ -109,7 +108,7 @@ class TaskDataModule(L.LightningDataModule):
         negative = {k: v for k, v in {**(counts or {}), **(weights or {})}.items() if v < 0}
         if negative:
             raise ValueError(f"TaskDataModule: counts/weights must be >= 0, got {negative}")
-        self.train_files = list(train)
+        self.train_files = list(train or [])
         self.val_files = list(val or [])
         self.test_files = list(test or [])
         self.tasks_per_source = tasks_per_source
@@ -138,7 +137,7 @@ class TaskDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Read the task files this stage needs (every rank reads its own copy)."""
-        if stage in (None, "fit") and self.mixture is None:
+        if stage in (None, "fit") and self.mixture is None and self.train_files:
             pools = self._read(self.train_files)
             counts = None
             if self.weights is None:
@@ -184,7 +183,12 @@ class TaskDataModule(L.LightningDataModule):
     def tasks_per_rank(self) -> int:
         """Tasks each rank plays per RL iteration."""
         if self.mixture is None:
-            raise RuntimeError("TaskDataModule.setup('fit') has not run yet")
+            raise ValueError(
+                "TaskDataModule: no training tasks: data.train lists no TaskFile (episodes on "
+                "the canvas need tasks; a rollout source of its own needs none)"
+                if not self.train_files
+                else "TaskDataModule.setup('fit') has not run yet"
+            )
         return self.mixture.batch_size // self._world[1]
 
     def next_train_tasks(self) -> list[Task]:

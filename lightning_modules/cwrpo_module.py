@@ -199,8 +199,12 @@ class CWRPOModule(L.LightningModule):
     def train_dataloader(self) -> MinibatchLoader:
         if self.rollout_size is None:
             raise ValueError(
-                "CWRPOModule: no RolloutCallback in trainer.callbacks (it fills the rollout buffer "
-                "every iteration); add one under trainer.callbacks in the config"
+                "CWRPOModule: no rollout source in trainer.callbacks, so nothing fills the buffer "
+                "each iteration (and the rollout size is unknown). Add a callbacks.RolloutCallback "
+                "(episodes on the canvas) or a subclass of callbacks.RolloutSource that "
+                "implements episodes_per_iteration(trainer) and play(trainer, pl_module); a "
+                "callback of your own that is not a RolloutSource must set "
+                "pl_module.rollout_size in setup and call pl_module.set_rollout every iteration"
             )
         return self.loader
 
