@@ -18,6 +18,7 @@ come from somewhere else.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -63,6 +64,10 @@ class WorkflowReward:
         score_answer_when_gated: Compute R_ans even when the gate is closed, so it is logged
             (it does not change the total). False saves a sandbox run per gated code episode.
         answer_scorer: R_ans; defaults to `flowsteer.rewards.score_answer`.
+        truncation_penalty: Subtracted from the total of an episode that hit the turn limit
+            without ``finish`` (0, the paper: a truncated episode is scored on its final graph
+            like a finished one, so nothing rewards finishing). A small penalty teaches a
+            short-horizon run (the CPU quickstart) to end its episodes with ``finish``.
 
     Example:
         >>> from flowsteer.canvas.graph import WorkflowGraph
@@ -87,7 +92,12 @@ class WorkflowReward:
         gate_tolerance: float = 1e-6,
         score_answer_when_gated: bool = True,
         answer_scorer: AnswerScorer | None = None,
+        truncation_penalty: float = 0.0,
     ) -> None:
+        if not (math.isfinite(truncation_penalty) and truncation_penalty >= 0):
+            raise ValueError(
+                f"truncation_penalty must be a finite number >= 0, got {truncation_penalty!r}"
+            )
         if mode not in ("gated", "ungated", "answer_only"):
             raise ValueError(f"mode must be 'gated', 'ungated' or 'answer_only', got {mode!r}")
         if not gate_tolerance >= 0:
@@ -102,6 +112,7 @@ class WorkflowReward:
         self.gate_tolerance = gate_tolerance
         self.score_answer_when_gated = score_answer_when_gated
         self.answer_scorer: AnswerScorer = answer_scorer or score_answer
+        self.truncation_penalty = truncation_penalty
 
     def __call__(
         self,
@@ -140,6 +151,8 @@ class WorkflowReward:
             total = -1.0 + r_div + r_ans
         else:
             total = -1.0 + r_div + (r_ans if gate else 0.0)
+        if truncated:
+            total -= self.truncation_penalty
         parts["answer"] = r_ans
         parts["gate"] = 1.0 if gate else 0.0
         parts["truncated"] = 1.0 if truncated else 0.0

@@ -228,3 +228,21 @@ def test_score_canvas_takes_everything_from_the_canvas() -> None:
 
     out = asyncio.run(episode())
     assert out.components["div"] == pytest.approx(1.0) and out.total == pytest.approx(1.0)
+
+
+def test_truncation_penalty_applies_only_to_truncated_episodes() -> None:
+    from flowsteer.canvas.graph import WorkflowGraph
+    from flowsteer.rewards import WorkflowReward
+    from flowsteer.tasks import Task
+
+    task = Task("g/0", "gsm8k", "math", "2+2?", "4")
+    graph = WorkflowGraph()
+    graph.add_operator("Programmer")
+    paper, penalised = WorkflowReward(), WorkflowReward(truncation_penalty=0.25)
+    finished = penalised(task, graph, "#### 4")
+    assert finished.total == paper(task, graph, "#### 4").total
+    cut = penalised(task, graph, "#### 4", truncated=True)
+    assert cut.total == pytest.approx(paper(task, graph, "#### 4", truncated=True).total - 0.25)
+    assert cut.components["truncated"] == 1.0
+    with pytest.raises(ValueError, match="truncation_penalty must be a finite number >= 0"):
+        WorkflowReward(truncation_penalty=-1.0)
