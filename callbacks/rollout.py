@@ -179,6 +179,14 @@ class RolloutCallback(L.Callback):
             from flowsteer.rollout.hf_engine import HFEngine
 
             self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
+        start = getattr(self.engine, "start", None)
+        if start is not None:  # lazy engines (VLLMEngine) join the world the strategy made
+            root = trainer.strategy.root_device
+            start(
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                device_index=root.index if root.index is not None else trainer.local_rank,
+            )
         self._share_library()
         if self.constrained_actions:
             self.grammar = ActionGrammar(
@@ -283,6 +291,9 @@ class RolloutCallback(L.Callback):
         ) & 0x7FFFFFFF
         trajectories = self._play(self.runner, tasks, seed, trainer)
         rollout_s = time.perf_counter() - started
+        sleep = getattr(self.engine, "sleep", None)
+        if sleep is not None:  # sleep-mode engines free their KV cache for the update
+            sleep()
         ok = [i for i, t in enumerate(trajectories) if t.error is None and not math.isnan(t.reward)]
         if not ok:
             raise RuntimeError(
@@ -348,6 +359,8 @@ class RolloutCallback(L.Callback):
         metrics = stats.to_dict("rollout")
         metrics["rollout/zero_variance_groups"] = float(advantages.zero_variance_groups)
         metrics["time/rollout_s"] = rollout_s
+        for name, value in getattr(self.engine, "memory", {}).items():
+            metrics[f"memory/{name}"] = value
         now = self._backend_stats()
         seen, self._backend_seen = self._backend_seen, now
         metrics.update(_backend_metrics("backend", now, seen))
