@@ -326,7 +326,9 @@ class VLLMEngine:
             self._asleep = False
         with self._lock:
             # Cached prefixes hold KV computed with the old weights.
-            reset = self.llm.reset_prefix_cache()
+            # reset_running_requests: in a data-parallel (external_launcher) world vLLM can
+            # still hold a block of a finished step; preempting frees it, nothing is running.
+            reset = self.llm.reset_prefix_cache(reset_running_requests=True)
         if not reset:
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight push")
 
