@@ -25,14 +25,22 @@ TIMEOUT_S = 420
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]  # .ci/run runs them (-m vllm)
 
 
-@pytest.fixture(autouse=True)
-def _needs_vllm_and_tiny_model() -> None:
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/paper_cpu_2rank.yaml on a freshly built head-dimension-32 tiny model."""
     pytest.importorskip("vllm")
-    if not (REPO / "runs" / "tiny-policy").exists():
-        pytest.skip("runs/tiny-policy missing (flowsteer tiny-model runs/tiny-policy)")
+    from flowsteer.models.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("topology")
+    model = build_tiny_model(root / "tiny", hidden_size=64, num_heads=2, num_kv_heads=1, seed=0)
+    text = CONFIG.read_text()
+    assert "runs/tiny-policy-hd32" in text
+    out = root / "paper_cpu_2rank.yaml"
+    out.write_text(text.replace("runs/tiny-policy-hd32", str(model)))
+    return out
 
 
-def _fit(root: Path, *extra: str) -> str:
+def _fit(config: Path, root: Path, *extra: str) -> str:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -45,7 +53,7 @@ def _fit(root: Path, *extra: str) -> str:
         "lightning_modules.cli",
         "fit",
         "--config",
-        str(CONFIG),
+        str(config),
         "--trainer.default_root_dir",
         str(root),
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
@@ -89,17 +97,24 @@ def _check(root: Path, iterations: int) -> None:
     assert (root / "checkpoints" / "last.ckpt").exists()
 
 
-def test_fsdp2_lora_in_process_engines_two_ranks_and_resume(tmp_path: Path) -> None:
+def test_fsdp2_lora_in_process_engines_two_ranks_and_resume(config: Path, tmp_path: Path) -> None:
     root = tmp_path / "fsdp2"
-    _fit(root, "--trainer.max_epochs=1")
+    _fit(config, root, "--trainer.max_epochs=1")
     _check(root, 1)
-    _fit(root, "--trainer.max_epochs=2", "--ckpt_path", str(root / "checkpoints" / "last.ckpt"))
+    _fit(
+        config,
+        root,
+        "--trainer.max_epochs=2",
+        "--ckpt_path",
+        str(root / "checkpoints" / "last.ckpt"),
+    )
     _check(root, 2)
 
 
-def test_ddp_full_in_process_engines_two_ranks(tmp_path: Path) -> None:
+def test_ddp_full_in_process_engines_two_ranks(config: Path, tmp_path: Path) -> None:
     root = tmp_path / "ddp"
     _fit(
+        config,
         root,
         "--trainer.strategy=ddp",
         "--model.policy.init_args.lora=null",
