@@ -4,8 +4,9 @@ fine-tuning. Every run is a subprocess under a hard kill timeout (a hung collect
 
 A finished run means every rank's `WeightSyncCallback` pushed the weights and its probe agreed
 with the trainer (it raises otherwise, on the rank that disagrees). Budget: the FSDP2 case runs
-1 iteration, then resumes from its sharded checkpoint for a 2nd; the DDP case (full weights)
-runs 2 iterations without a resume. Both are `slow` and `vllm`: .ci/run's vLLM step runs them."""
+1 iteration, then resumes from its sharded checkpoint for a 2nd; DDP with full weights likewise;
+FSDP2 full and DDP LoRA run 1 iteration each. All are `slow` and `vllm`: .ci/run's vLLM step runs
+them (about 4 minutes together on a loaded 2-core machine)."""
 
 from __future__ import annotations
 
@@ -111,13 +112,24 @@ def test_fsdp2_lora_in_process_engines_two_ranks_and_resume(config: Path, tmp_pa
     _check(root, 2)
 
 
-def test_ddp_full_in_process_engines_two_ranks(config: Path, tmp_path: Path) -> None:
+def test_ddp_full_in_process_engines_two_ranks_and_resume(config: Path, tmp_path: Path) -> None:
     root = tmp_path / "ddp"
-    _fit(
-        config,
-        root,
-        "--trainer.strategy=ddp",
-        "--model.policy.init_args.lora=null",
-        "--trainer.max_epochs=2",
-    )
+    ddp = ("--trainer.strategy=ddp", "--model.policy.init_args.lora=null")
+    _fit(config, root, *ddp, "--trainer.max_epochs=1")
+    _check(root, 1)
+    last = str(root / "checkpoints" / "last.ckpt")
+    _fit(config, root, *ddp, "--trainer.max_epochs=2", "--ckpt_path", last)
     _check(root, 2)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--model.policy.init_args.lora=null",), ("--trainer.strategy=ddp",)],
+    ids=["fsdp2-full", "ddp-lora"],
+)
+def test_other_combinations_one_iteration(
+    config: Path, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    root = tmp_path / "run"
+    _fit(config, root, *extra, "--trainer.max_epochs=1")
+    _check(root, 1)
