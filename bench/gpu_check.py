@@ -10,13 +10,21 @@ fine-tuning). Model FLOPs per trained token: 6·N for full fine-tuning, 4·N for
 weights get no weight gradient), plus the attention term; the recomputation of gradient
 checkpointing is not counted (it is hardware work, not model work).
 
-    python bench/gpu_check.py                 # under 8 minutes on one H100/H200
-    python bench/gpu_check.py --cpu-smoke     # the same code path on a tiny shape, on CPU
+Then the colocated topology of configs/paper.yaml on the same GPU: an in-process `VLLMEngine`
+(vLLM must be installed) rolls out, the LoRA update runs through FSDP2 next to it, the weights
+are pushed back; once with sleep mode (KV cache freed during the update) and once without:
+rollout tokens/s, update tokens/s, MFU and peak device memory of each.
+
+    python bench/gpu_check.py --json          # under 10 minutes on one H100/H200
+    python bench/gpu_check.py --cpu-smoke     # the update code path on a tiny shape, on CPU
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import random
 import sys
 import tempfile
 import time
@@ -141,6 +149,62 @@ def run(
     return buffer.seconds, buffer.tokens, n_params
 
 
+def device_used_gib() -> float:
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**30
+
+
+def colocated(model_dir: Path, sleep_mode: bool, args: argparse.Namespace, peak: float) -> dict:
+    """Rollout on an in-process vLLM, FSDP2 LoRA update beside it, weight push; one GPU."""
+    from flowsteer.rollout.engine import GenerationRequest, SamplingParams
+    from flowsteer.rollout.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(
+        str(model_dir),
+        dtype="bfloat16",
+        max_model_len=args.length + args.rollout_tokens,
+        gpu_memory_utilization=0.35,
+        max_num_seqs=args.rollouts,
+        sleep_mode=sleep_mode,
+    )
+    engine.start()
+    rng = random.Random(0)
+    requests = [
+        GenerationRequest(
+            [rng.randrange(8, 1000) for _ in range(args.length // 2)],
+            SamplingParams(max_tokens=args.rollout_tokens, temperature=1.0, seed=i),
+        )
+        for i in range(args.rollouts)
+    ]
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    generations = asyncio.run(engine.generate(requests))
+    rollout_s = time.perf_counter() - started
+    sampled = sum(len(g.token_ids) for g in generations)
+    awake = device_used_gib()
+    engine.sleep()
+    asleep = device_used_gib()
+    seconds, tokens, n = run(model_dir, True, args, "cuda")
+    update_peak = torch.cuda.max_memory_allocated() / 2**30
+    per_token = 4 * n + 6 * QWEN3_8B["num_hidden_layers"] * args.length * QWEN3_8B["hidden_size"]
+    tflops = per_token * tokens / seconds / 1e12
+    result = {
+        "sleep_mode": sleep_mode,
+        "rollout_tokens_per_s": sampled / rollout_s,
+        "update_tokens_per_s": tokens / seconds,
+        "update_tflops": tflops,
+        "mfu_pct": 100 * tflops / peak,
+        "device_used_gib_after_rollout": awake,
+        "device_used_gib_during_update_start": asleep,
+        "update_peak_allocated_gib": update_peak,
+        "device_peak_gib_estimate": asleep + update_peak,
+        **{f"memory/{k}": v for k, v in engine.memory.items()},
+    }
+    del engine
+    torch.cuda.empty_cache()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -148,6 +212,10 @@ def main() -> None:
     parser.add_argument("--minibatch", type=int, default=8)
     parser.add_argument("--micro", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--rollouts", type=int, default=64, help="colocated: requests")
+    parser.add_argument("--rollout-tokens", type=int, default=512, help="colocated: per request")
+    parser.add_argument("--no-colocated", action="store_true", help="skip the vLLM + FSDP2 runs")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="tiny shape on CPU (checks the code path)"
     )
@@ -174,12 +242,33 @@ def main() -> None:
             rows.append(
                 ("LoRA r=64" if lora else "full", tokens / seconds, tflops, 100 * tflops / peak)
             )
-    print(
-        f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; measured matmul peak {peak:.1f} TFLOP/s"
-    )
+        colocated_runs = []
+        if device == "cuda" and not args.no_colocated:
+            # Each in a fresh process would be cleaner; vLLM frees its memory on deletion.
+            for sleep_mode in (True, False):
+                colocated_runs.append(colocated(model_dir, sleep_mode, args, peak))
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device": name,
+                    "matmul_peak_tflops": peak,
+                    "update": [
+                        {"mode": m, "tokens_per_s": r, "tflops": t, "mfu_pct": u}
+                        for m, r, t, u in rows
+                    ],
+                    "colocated": colocated_runs,
+                }
+            )
+        )
+        return
+    print(f"device: {name}; measured matmul peak {peak:.1f} TFLOP/s")
     print(f"{'update':<10} {'tokens/s':>10} {'TFLOP/s':>8} {'MFU %':>6}")
-    for name, rate, tflops, mfu in rows:
-        print(f"{name:<10} {rate:>10.0f} {tflops:>8.1f} {mfu:>6.1f}")
+    for mode, rate, tflops, mfu in rows:
+        print(f"{mode:<10} {rate:>10.0f} {tflops:>8.1f} {mfu:>6.1f}")
+    for result in colocated_runs:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":

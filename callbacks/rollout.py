@@ -177,6 +177,14 @@ class RolloutCallback(RolloutSource):
             from flowsteer.rollout.hf_engine import HFEngine
 
             self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
+        start = getattr(self.engine, "start", None)
+        if start is not None:  # lazy engines (VLLMEngine) join the world the strategy made
+            root = trainer.strategy.root_device
+            start(
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                device_index=root.index if root.index is not None else trainer.local_rank,
+            )
         self._share_library()
         if self.constrained_actions:
             self.grammar = ActionGrammar(
@@ -278,7 +286,11 @@ class RolloutCallback(RolloutSource):
         seed = (
             self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank
         ) & 0x7FFFFFFF
-        return self._play(self.runner, tasks, seed, trainer)
+        trajectories = self._play(self.runner, tasks, seed, trainer)
+        sleep = getattr(self.engine, "sleep", None)
+        if sleep is not None:  # sleep-mode engines free their KV cache for the update
+            sleep()
+        return trajectories
 
     def on_rollout(
         self,
@@ -338,6 +350,8 @@ class RolloutCallback(RolloutSource):
         metrics = stats.to_dict("rollout")
         metrics["rollout/zero_variance_groups"] = float(advantages.zero_variance_groups)
         metrics["time/rollout_s"] = rollout_s
+        for name, value in getattr(self.engine, "memory", {}).items():
+            metrics[f"memory/{name}"] = value
         now = self._backend_stats()
         seen, self._backend_seen = self._backend_seen, now
         metrics.update(_backend_metrics("backend", now, seen))

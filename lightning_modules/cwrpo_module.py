@@ -120,9 +120,6 @@ class CWRPOModule(L.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.log_entropy = log_entropy
         self.old_logprobs_in_eval = old_logprobs_in_eval
-        # Set by a rollout source whose engine samples with weights older than the trainer's
-        # (asynchronous rollouts): the old log-probs must then be scored.
-        self.stale_rollouts = False
         self.seed = seed
         # Set by the rollout callback in its `setup` (it knows tasks per rank × group size).
         self.rollout_size: int | None = None
@@ -241,13 +238,12 @@ class CWRPOModule(L.LightningModule):
             self.policy.eval()
         batch = self.buffer.batch.to(self.device)
         assert self.rollout_size is not None
-        # One optimizer step on one minibatch from the synced policy: ρ = 1 by construction, and
+        # One optimizer step on one minibatch of the iteration's policy: ρ = 1 by construction, and
         # the step's own detached log-probs are the old ones (old_logprobs stays None).
         on_policy = old_is_current(
             ppo_epochs=self.ppo_epochs,
             minibatches=num_minibatches(self.rollout_size, self.minibatch_size),
             dropout_free=self.policy.dropout_free,
-            stale_weights=self.stale_rollouts,
         )
         scored = score_buffer(
             self.policy,

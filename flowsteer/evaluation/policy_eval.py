@@ -115,6 +115,9 @@ async def build_engine(
         engine = cls(**args)
     except TypeError as err:
         raise ValueError(f"--engine {kind}: bad --engine-args ({err})") from None
+    start = getattr(engine, "start", None)
+    if start is not None:  # engines that build lazily (VLLMEngine): one process, one rank
+        start()
     if weights_changed:
         await engine.sync_weights(policy, 1)
     return engine

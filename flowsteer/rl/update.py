@@ -251,18 +251,17 @@ def score_buffer(
     )
 
 
-def old_is_current(
-    *, ppo_epochs: int, minibatches: int, dropout_free: bool, stale_weights: bool = False
-) -> bool:
+def old_is_current(*, ppo_epochs: int, minibatches: int, dropout_free: bool) -> bool:
     """Whether the old log-probs equal the policy's own at its single update step.
 
-    One pass over one minibatch means the only optimizer step sees the policy that was synced
-    to the engine before the rollout, so ``ρ = 1`` by construction and a scoring pass would
-    recompute exactly the log-probs the step computes anyway (with dropout, the two forwards
-    would differ, and with stale engine weights, e.g. asynchronous rollouts, the sampling policy
-    is not the current one). The step then uses its own detached log-probs as old.
+    π_old is the trainer's policy at the start of the iteration. One pass over one minibatch
+    means the only optimizer step runs on exactly that policy, so ``ρ = 1`` by construction
+    and a scoring pass would recompute the log-probs the step computes anyway (with dropout
+    the two forwards would differ). The step then uses its own detached log-probs as old.
+    Which weights the engine sampled with does not enter: that gap is the behaviour-policy
+    correction's (``rollout_logprobs``, truncated importance sampling), not the ratio's.
     """
-    return ppo_epochs == 1 and minibatches == 1 and dropout_free and not stale_weights
+    return ppo_epochs == 1 and minibatches == 1 and dropout_free
 
 
 __all__ = [

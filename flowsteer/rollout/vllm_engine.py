@@ -1,6 +1,6 @@
 """`VLLMEngine`: rollouts on an in-process ``vllm.LLM``, with weight pushes from the trainer.
 
-This is the only module that imports vLLM, and only inside the constructor, so importing it
+This is the only module that imports vLLM, and only inside `VLLMEngine.start`, so importing it
 costs nothing where vLLM is absent. Prompts go in as token ids (``TokensPrompt``); the sampled
 ids come back exactly as vLLM sampled them, with the log-prob of each.
 
@@ -31,7 +31,7 @@ through vLLM's own checkpoint loader, ``collective_rpc("reload_weights",
 weights_iterator=...)`` (``Worker.reload_weights`` → ``model.load_weights``, which handles the
 fused qkv / gate-up layouts and tied embeddings), then resets the prefix cache, whose KV was
 computed with the old weights. Passing an iterator needs the engine core in this process, so
-the constructor sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``.
+`start` sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``.
 
 Stopping: a turn ends only at the request's ``stop_token_ids`` (or ``max_tokens``); the
 model's own EOS does not stop it (``ignore_eos``), so every engine stops on the same rule.
@@ -73,7 +73,20 @@ class VLLMEngine:
             resend the whole conversation each turn, so this matters).
         max_num_seqs: Most sequences vLLM runs in one batch.
         seed: vLLM's global seed (requests carry their own seeds as well).
+        max_num_batched_tokens: Most tokens in one scheduler step (``None``: vLLM's default).
+            Without chunked prefill it must be at least ``max_model_len``.
+        enable_chunked_prefill: Split long prefills over steps (``None``: vLLM's default). The
+            CPU build crashes on seeded requests whose prefill is chunked ("CPU Generator does
+            not use offset"): on CPU set it false and ``max_num_batched_tokens >= max_model_len``.
         enforce_eager: Skip CUDA graphs / torch.compile (faster start, slower decode).
+        sleep_mode: Free the KV cache during the update (`sleep`, after each rollout) and
+            restore it after the next weight push (vLLM's ``enable_sleep_mode``; CUDA only,
+            refused at `start` elsewhere).
+        sleep_level: vLLM's sleep level: 1 offloads the weights to host memory, 2 drops them
+            (the push reloads every weight, so 2 is safe here and frees more).
+
+    The ``vllm.LLM`` is built by `start`, once torch.distributed exists, not by the
+    constructor (which a config parser calls before the strategy starts the world).
 
     One process, one device: the weight push passes tensors by reference to the in-process
     worker, which a tensor-parallel engine (worker processes) could not receive.
@@ -89,31 +102,123 @@ class VLLMEngine:
         kv_cache_memory_bytes: int | None = None,
         enable_prefix_caching: bool = True,
         max_num_seqs: int = 256,
+        max_num_batched_tokens: int | None = None,
+        enable_chunked_prefill: bool | None = None,
         seed: int = 0,
         enforce_eager: bool = False,
+        sleep_mode: bool = False,
+        sleep_level: Literal[1, 2] = 1,
     ) -> None:
         if max_model_len < 2:
             raise ValueError(f"max_model_len must be at least 2, got {max_model_len}")
-        # The weight push hands vLLM a Python iterator; that only works in-process.
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        from vllm import LLM
-
+        if max_num_batched_tokens is not None and max_num_batched_tokens < 1:
+            raise ValueError(
+                f"max_num_batched_tokens must be at least 1, got {max_num_batched_tokens}"
+            )
+        if sleep_level not in (1, 2):
+            raise ValueError(f"sleep_level must be 1 or 2, got {sleep_level}")
+        self.model = str(model)
         self.max_model_len = max_model_len
-        self._llm = LLM(
-            str(model),
+        self.sleep_mode = sleep_mode
+        self.sleep_level = sleep_level
+        self._llm_args: dict[str, Any] = dict(
             dtype=dtype,
             max_model_len=max_model_len,
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_memory_bytes=kv_cache_memory_bytes,
             enable_prefix_caching=enable_prefix_caching,
             max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            enable_chunked_prefill=enable_chunked_prefill,
             seed=seed,
             enforce_eager=enforce_eager,
+            enable_sleep_mode=sleep_mode,
             logprobs_mode="processed_logprobs",  # at the sampling temperature (module docstring)
         )
+        self._llm: Any = None
+        self._asleep = False
+        self.memory: dict[str, float] = {}  # memory/engine_* of the last sleep, in GiB
         self._version = 0
         self._warned_truncation = False
         self._lock = threading.Lock()  # one vLLM call at a time; works across event loops
+
+    def start(self, rank: int = 0, world_size: int = 1, device_index: int = 0) -> None:
+        """Build the ``vllm.LLM`` on this rank's device; every rank of the run calls it together.
+
+        Called once torch.distributed exists (``RolloutCallback.setup``): in a world of more
+        than one rank vLLM joins that world (``external_launcher``: one engine per rank, on
+        device ``LOCAL_RANK``, tensor-parallel size 1, data-parallel size ``world_size``)
+        instead of making a private one-process world that Lightning would then adopt.
+        """
+        if self._llm is not None:
+            return
+        import torch
+
+        if self.sleep_mode and not torch.cuda.is_available():
+            raise ValueError(
+                "VLLMEngine: sleep_mode needs a CUDA device (vLLM's CuMemAllocator); this "
+                "process has none: set sleep_mode: false"
+            )
+        dist = torch.distributed
+        actual = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if actual != world_size:
+            raise RuntimeError(
+                f"VLLMEngine: the trainer runs {world_size} rank(s) but torch.distributed's "
+                f"world has {actual}; the engine must start after the strategy set up "
+                "torch.distributed, in every rank"
+            )
+        # The weight push hands vLLM a Python iterator; that only works in-process.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        args = dict(self._llm_args)
+        if world_size > 1:
+            os.environ.update(
+                RANK=str(rank), LOCAL_RANK=str(device_index), WORLD_SIZE=str(world_size)
+            )
+            args.update(
+                distributed_executor_backend="external_launcher",
+                tensor_parallel_size=1,
+                data_parallel_size=world_size,
+            )
+        from flowsteer.rollout.process_state import ProcessState
+
+        state = ProcessState.capture()
+        try:
+            from vllm import LLM
+
+            self._llm = LLM(self.model, **args)
+        finally:
+            state.restore()  # vLLM's worker reseeds the RNGs and pins set_num_threads
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            raise RuntimeError(
+                "VLLMEngine: not started; RolloutCallback.setup starts it (call start() "
+                "when using the engine outside a run)"
+            )
+        return self._llm
+
+    def sleep(self) -> None:
+        """Free the KV cache (level 2: the weights too) until the next weight push; no-op
+        without ``sleep_mode``. Records ``memory/engine_*`` (device memory in use, GiB)."""
+        if not self.sleep_mode or self._asleep:
+            return
+        import torch
+
+        before = _used_gib(torch)
+        with self._lock:
+            self.llm.sleep(level=self.sleep_level)
+        self._asleep = True
+        after = _used_gib(torch)
+        self.memory = {
+            "engine_before_sleep_gib": before,
+            "engine_asleep_gib": after,
+            "engine_freed_gib": before - after,
+        }
+
+    def _wake(self, tags: list[str]) -> None:
+        with self._lock:
+            self.llm.wake_up(tags=tags)
 
     @property
     def weights_version(self) -> int:
@@ -148,8 +253,12 @@ class VLLMEngine:
                 for i in runnable
             ]
             try:
+                if self._asleep:  # a rollout without a weight push since the last sleep
+                    self._wake(["weights"])
+                    self._wake(["kv_cache"])
+                    self._asleep = False
                 with self._lock:
-                    outputs = self._llm.generate(prompts, params, use_tqdm=False)
+                    outputs = self.llm.generate(prompts, params, use_tqdm=False)
             except Exception as error:  # one bad batch must not kill the rollout loop
                 message = f"vLLM generate failed: {type(error).__name__}: {error}"
                 for i in runnable:
@@ -208,13 +317,29 @@ class VLLMEngine:
     def _reload(self, policy: Policy) -> None:
         import torch
 
+        if self._asleep:  # weights first, so the KV cache is not allocated during the push
+            self._wake(["weights"])
         weights = ((name, tensor.detach()) for name, tensor in policy.merged_state_items())
         with self._lock, torch.no_grad():
-            self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if self._asleep:
+            self._wake(["kv_cache"])
+            self._asleep = False
+        with self._lock:
             # Cached prefixes hold KV computed with the old weights.
-            reset = self._llm.reset_prefix_cache()
+            # reset_running_requests: in a data-parallel (external_launcher) world vLLM can
+            # still hold a block of a finished step; preempting frees it, nothing is running.
+            reset = self.llm.reset_prefix_cache(reset_running_requests=True)
         if not reset:
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight push")
+
+
+def _used_gib(torch: Any) -> float:
+    """Device memory in use by this process's device (0 without CUDA), in GiB."""
+    if not torch.cuda.is_available():
+        return 0.0
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**30
 
 
 def _to_generation(completion: Any) -> Generation:

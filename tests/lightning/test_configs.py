@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,43 @@ def test_held_out_samples_are_installed_with_the_package() -> None:
     globs = [g.strip() for g in setup["options.package_data"]["flowsteer"].split(",")]
     for name in ("gsm8k_val.jsonl", "humaneval_val.jsonl"):
         assert any(fnmatch.fnmatch(f"examples/data/{name}", g) for g in globs), name
+
+
+def _leaves(node: object, path: str = "") -> dict[str, object]:
+    """Every scalar of a YAML tree by its dotted path (list items by index, or by source name)."""
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{path}.{key}" if path else str(key)))
+        return out
+    if isinstance(node, list):
+        out = {}
+        for i, value in enumerate(node):
+            out.update(_leaves(value, f"{path}[{i}]"))
+        return out
+    return {path: node}
+
+
+# What the tested 2-rank CPU config may change in paper.yaml: sizes, the device, and the models.
+CPU_2RANK_CHANGES = re.compile(
+    r"^(trainer\.(accelerator|devices|precision|max_epochs|check_val_every_n_epoch"
+    r"|default_root_dir|strategy\.init_args\.data_parallel_size)"
+    r"|trainer\.callbacks\[0\]\.init_args\.(group_size|max_turns|max_context_tokens"
+    r"|max_new_tokens|engine\.init_args\..*|executor\.init_args\.(node_timeout_s|backend\..*))"
+    r"|trainer\.callbacks\[2\]\.init_args\.(every_n_steps|keep_every_n_steps)"
+    r"|model\.policy\.init_args\.(model|dtype)|model\.scheduler\.init_args\.total_steps"
+    r"|model\.minibatch_size|data\.(train|val)\[\d+\]\..*|data\.tasks_per_source)$"
+)
+
+
+def test_paper_cpu_2rank_differs_from_paper_only_in_sizes_device_and_model() -> None:
+    root = CONFIGS[0].parent
+    paper = _leaves(yaml.safe_load((root / "paper.yaml").read_text()))
+    cpu = _leaves(yaml.safe_load((root / "paper_cpu_2rank.yaml").read_text()))
+    changed = {key for key in paper.keys() | cpu.keys() if paper.get(key) != cpu.get(key)}
+    assert changed, "paper_cpu_2rank.yaml should at least change the device"
+    assert sorted(k for k in changed if not CPU_2RANK_CHANGES.match(k)) == []
+    assert paper["trainer.strategy.class_path"] == cpu["trainer.strategy.class_path"]
+    engine = "trainer.callbacks[0].init_args.engine.init_args."
+    assert paper[engine + "sleep_mode"] is True and cpu[engine + "sleep_mode"] is False
+    assert cpu[engine + "max_num_batched_tokens"] >= cpu[engine + "max_model_len"]

@@ -24,7 +24,9 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_policy: Path) -> di
     tmp = tmp_path_factory.mktemp("first_run")
     config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
     config["trainer"].update(max_epochs=1, check_val_every_n_epoch=1)
-    rollout = config["trainer"]["callbacks"][0]["init_args"]
+    (rollout,) = [
+        c["init_args"] for c in config["trainer"]["callbacks"] if "Rollout" in c["class_path"]
+    ]
     rollout.update(group_size=2, max_turns=1, max_new_tokens=8)
     rollout["executor"]["init_args"]["backend"]["init_args"]["model_path"] = str(tiny_policy)
     config["model"]["policy"]["init_args"]["model"] = str(tiny_policy)

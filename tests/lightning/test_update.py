@@ -110,14 +110,13 @@ def test_score_mask_gives_the_full_values_where_it_is_set(tiny_policy, with_entr
         )
 
 
-def test_old_is_current_only_for_one_step_from_the_synced_policy() -> None:
+def test_old_is_current_only_for_one_step_without_dropout() -> None:
     from flowsteer.rl.update import old_is_current
 
     assert old_is_current(ppo_epochs=1, minibatches=1, dropout_free=True)
     assert not old_is_current(ppo_epochs=2, minibatches=1, dropout_free=True)
     assert not old_is_current(ppo_epochs=1, minibatches=2, dropout_free=True)
     assert not old_is_current(ppo_epochs=1, minibatches=1, dropout_free=False)
-    assert not old_is_current(ppo_epochs=1, minibatches=1, dropout_free=True, stale_weights=True)
 
 
 def test_episode_stats_excludes_failures_and_flags_shortcuts() -> None:

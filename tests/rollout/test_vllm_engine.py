@@ -68,7 +68,7 @@ def models(tmp_path_factory):
 def engine(models):
     from flowsteer.rollout.vllm_engine import VLLMEngine
 
-    return VLLMEngine(
+    engine = VLLMEngine(
         models[0],
         dtype="float32",
         max_model_len=MAX_MODEL_LEN,
@@ -77,6 +77,8 @@ def engine(models):
         enforce_eager=True,
         seed=0,
     )
+    engine.start()
+    return engine
 
 
 @pytest.fixture(scope="module")
