@@ -55,6 +55,9 @@ class WeightSyncCallback(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A resumed run starts a fresh engine on the base weights: bring it to the checkpoint's.
         rollout = self._rollout(trainer)
+        begin_run = getattr(rollout.engine, "begin_run", None)
+        if begin_run is not None:  # a fresh run id per fit: reruns never reuse adapter names
+            begin_run()
         if rollout.engine.weights_version != trainer.global_step:
             self.sync(trainer, pl_module)
 

@@ -386,11 +386,23 @@ class Policy(torch.nn.Module):
                         merged += _full(layer.get_delta_weight(adapter)).to(merged.dtype)
                 yield name, merged
 
-    def save_adapter(self, path: str | Path) -> None:
-        """Write the peft adapter (``adapter_config.json`` + weights) to ``path`` (LoRA only)."""
+    def save_adapter(self, path: str | Path, *, write: bool = True) -> None:
+        """Write the peft adapter (``adapter_config.json`` + weights) to ``path`` (LoRA only).
+
+        Sharded (FSDP2) LoRA weights are gathered to full tensors first: peft cannot save
+        DTensors. The gather is a collective, so under FSDP2 every rank must call this; pass
+        ``write=False`` on all ranks but one so that exactly one writes the directory.
+        """
         if not self.is_lora:
             raise RuntimeError("save_adapter needs a LoRA policy; use save_pretrained instead")
-        self.model.save_pretrained(str(path))
+        with torch.no_grad():
+            state = {
+                key: _full(tensor).detach().cpu()
+                for key, tensor in self.model.state_dict().items()
+                if "lora_" in key
+            }
+        if write:
+            self.model.save_pretrained(str(path), state_dict=state)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the full model (LoRA merged) and the tokenizer, loadable by ``from_pretrained``."""

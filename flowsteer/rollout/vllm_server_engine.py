@@ -12,8 +12,8 @@ on the default shows, at a temperature other than 1, in ``sync/probe_logprob_dif
 vLLM's extra field ``structured_outputs: {"grammar": ...}`` (renormalised log-probs, as in
 `VLLMEngine`).
 
-Weight pushes: the policy's LoRA adapter is saved under a new versioned name and hot-loaded on
-every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--enable-lora``,
+Weight pushes: the policy's LoRA adapter is saved under a new name,
+``{adapter_prefix}-{run_id}-v{version}``, and hot-loaded on every replica with ``POST /v1/load_lora_adapter`` (the server must run with ``--enable-lora``,
 ``--max-lora-rank`` at least the adapter's rank, and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``
 in its environment). The engine then checks that ``GET /v1/models`` lists the adapter and that
 a one-token completion with it succeeds, switches its requests to the new name, and unloads the
@@ -21,6 +21,15 @@ previous adapter. The adapter directory must be readable by the servers (same fi
 Full weights would go through vLLM 0.32's RL weight-transfer endpoints
 (``/init_weight_transfer_engine``, ``/update_weights``: an NCCL or IPC channel between trainer
 and server), which this engine does not implement; a fully fine-tuned policy uses `VLLMEngine`.
+
+In a distributed run (DDP, FSDP2) every rank calls `sync_weights` together: the LoRA weights
+are gathered to full tensors on all ranks (a collective under FSDP2), rank 0 alone writes the
+adapter directory and pushes it to every rank's replicas, and the outcome (success or the error)
+is broadcast, so all ranks switch to the same adapter name or fail together. The run id is
+drawn by rank 0 at the first push of each fit (`begin_run`) and broadcast: a second run or a
+resume against the same servers never reuses a name. Each rank may have its own replicas:
+``base_urls`` is one list shared by all ranks, a list of lists (one per rank), or URLs with a
+``{rank}`` placeholder (``http://127.0.0.1:80{rank}0`` → rank 1 uses ``…:8010``).
 
 Requests are spread round-robin over the replicas by their position in the batch: rollouts
 keep episodes in a fixed order, so each episode's turns keep landing on the replica that holds
@@ -35,6 +44,7 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,11 +62,12 @@ class VLLMServerEngine:
 
     Args:
         base_urls: Root URL of each replica (``http://host:port``; a trailing ``/v1`` is
-            accepted and dropped).
+            accepted and dropped): one list for every rank, a list of lists (index: the rank),
+            or URLs with a ``{rank}`` placeholder filled with the rank.
         served_model_name: The base model's name on the servers (``--served-model-name``, or
             the model path they were started with); used until the first weight push.
         adapter_dir: Where pushed adapters are written, one sub-directory per version.
-        adapter_prefix: Adapter names are ``{adapter_prefix}-v{version}``.
+        adapter_prefix: Adapter names are ``{adapter_prefix}-{run_id}-v{version}``.
         request_timeout: Seconds one completion request may take before it is aborted.
         sync_timeout: Seconds each step of a weight push (load, list, probe) may take.
         max_concurrency: Most requests in flight at once, over all replicas.
@@ -66,7 +77,7 @@ class VLLMServerEngine:
 
     def __init__(
         self,
-        base_urls: str | Sequence[str],
+        base_urls: str | Sequence[str] | Sequence[Sequence[str]],
         *,
         served_model_name: str,
         adapter_dir: str | Path,
@@ -76,23 +87,66 @@ class VLLMServerEngine:
         max_concurrency: int = 256,
         api_key_env: str | None = None,
     ) -> None:
-        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
-        if not urls:
+        entries = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not entries:
             raise ValueError("base_urls must name at least one vllm serve replica")
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"base_urls: {url!r} is not an http(s) URL")
+        if all(isinstance(entry, str) for entry in entries):
+            self._per_rank: list[list[str]] | None = None
+            self._urls = [_clean(url, "base_urls") for url in entries]
+        elif all(not isinstance(entry, str) for entry in entries):
+            self._per_rank = []
+            for rank, group in enumerate(entries):
+                group = [group] if isinstance(group, str) else list(group)
+                if not group:
+                    raise ValueError(f"base_urls[{rank}] names no vllm serve replica")
+                self._per_rank.append([_clean(url, f"base_urls[{rank}]") for url in group])
+            self._urls = []
+        else:
+            raise ValueError("base_urls: mix of URLs and lists; give one list, or one per rank")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
-        self.base_urls = [url.rstrip("/").removesuffix("/v1") for url in urls]
         self.adapter_dir = Path(adapter_dir)
         self.adapter_prefix = adapter_prefix
         self.request_timeout = request_timeout
         self.sync_timeout = sync_timeout
         self.max_concurrency = max_concurrency
         self.api_key_env = api_key_env
+        self.served_model_name = served_model_name
         self._model = served_model_name
         self._version = 0
+        self._run_id: str | None = None
+
+    def urls_for(self, rank: int, world_size: int = 1) -> list[str]:
+        """The replicas rank ``rank`` sends its requests to."""
+        if self._per_rank is not None:
+            if len(self._per_rank) != world_size:
+                raise ValueError(
+                    f"base_urls has {len(self._per_rank)} lists of replicas but the run has "
+                    f"{world_size} ranks; give one list per rank"
+                )
+            return self._per_rank[rank]
+        return [url.replace("{rank}", str(rank)) for url in self._urls]
+
+    @property
+    def base_urls(self) -> list[str]:
+        """This process's replicas (its rank's, in a distributed run)."""
+        rank, world = _rank_world()
+        return self.urls_for(rank, world)
+
+    def all_urls(self) -> list[str]:
+        """Every rank's replicas, each once: where rank 0 pushes adapters."""
+        _, world = _rank_world()
+        urls = [url for rank in range(world) for url in self.urls_for(rank, world)]
+        return list(dict.fromkeys(urls))
+
+    @property
+    def run_id(self) -> str | None:
+        """This fit's id in adapter names (``None`` until the first push)."""
+        return self._run_id
+
+    def begin_run(self) -> None:
+        """Start a new fit: back to the base model, a fresh run id at the next push."""
+        self._model, self._version, self._run_id = self.served_model_name, 0, None
 
     @property
     def weights_version(self) -> int:
@@ -168,7 +222,10 @@ class VLLMServerEngine:
             return _abort(f"{url}/v1/completions: malformed response ({error}): {text[:500]}")
 
     async def sync_weights(self, policy: Policy, version: int) -> None:
-        """Hot-load ``policy``'s LoRA adapter on every replica as ``{prefix}-v{version}``.
+        """Hot-load ``policy``'s LoRA adapter on every replica as ``{prefix}-{run}-v{version}``.
+
+        In a distributed run every rank must call this (see the module notes): rank 0 writes
+        and pushes, and all ranks end up on the same adapter or raise the same error.
 
         Raises:
             ValueError: ``policy`` is not a LoRA policy.
@@ -180,24 +237,43 @@ class VLLMServerEngine:
                 "VLLMServerEngine pushes weights as LoRA adapters; a fully fine-tuned policy "
                 "needs VLLMEngine (full weights over HTTP would need vLLM's weight-transfer API)"
             )
-        name = f"{self.adapter_prefix}-v{version}"
+        rank, world = _rank_world()
+        if self._run_id is None:
+            self._run_id = _broadcast(uuid.uuid4().hex[:8] if rank == 0 else None)
+        name = f"{self.adapter_prefix}-{self._run_id}-v{version}"
         path = (self.adapter_dir / name).resolve()
-        await asyncio.to_thread(policy.save_adapter, path)
+        error: str | None = None
+        try:
+            # Collective under FSDP2 (the LoRA shards are gathered): every rank, in step.
+            policy.save_adapter(path, write=rank == 0)
+        except Exception as failure:
+            error = f"saving the adapter on rank {rank}: {type(failure).__name__}: {failure}"
+        if world > 1:
+            error = _first_error(error)
+        if error is None and rank == 0:
+            error = await self._push(name, path)
+        if world > 1:
+            error = _broadcast(error)
+        if error is not None:
+            raise RuntimeError(error)
+        self._model, self._version = name, version
+
+    async def _push(self, name: str, path: Path) -> str | None:
+        """Load ``name`` on every rank's replicas, then unload the one it replaces."""
         previous = self._model if self._version else None
+        urls = self.all_urls()
         async with self._client(self.sync_timeout) as client:
-            loads = [self._load(client, url, name, path) for url in self.base_urls]
+            loads = [self._load(client, url, name, path) for url in urls]
             failures = [
                 error
                 for error in await asyncio.gather(*loads, return_exceptions=True)
                 if isinstance(error, BaseException)
             ]
             if failures:
-                raise RuntimeError("; ".join(map(str, failures))) from failures[0]
-            self._model, self._version = name, version
+                return "; ".join(map(str, failures))
             if previous is not None and previous != name:
-                await asyncio.gather(
-                    *(self._unload(client, url, previous) for url in self.base_urls)
-                )
+                await asyncio.gather(*(self._unload(client, url, previous) for url in urls))
+        return None
 
     async def _load(self, client: aiohttp.ClientSession, url: str, name: str, path: Path) -> None:
         """Load adapter ``name`` on one replica and prove that it is listed and served."""
@@ -231,6 +307,41 @@ class VLLMServerEngine:
         """Free the replaced adapter's slot; a failure here only costs memory."""
         with contextlib.suppress(*_transport_errors()):
             await _post(client, f"{url}/v1/unload_lora_adapter", {"lora_name": name})
+
+
+def _clean(url: str, setting: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"{setting}: {url!r} is not an http(s) URL")
+    return url.rstrip("/").removesuffix("/v1")
+
+
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the world size (0, 1 outside torch.distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (itself outside torch.distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _first_error(error: str | None) -> str | None:
+    """The first rank's error, if any rank has one (a collective)."""
+    import torch.distributed as dist
+
+    errors: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    return next((e for e in errors if e is not None), None)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -257,7 +257,7 @@ def test_lora_push_hot_loads_a_versioned_adapter_and_serves_it(
         policy = _policy(model_dir, lora_seed=seed)
         asyncio.run(engine.sync_weights(policy, version=version))
         assert engine.weights_version == version
-        assert engine.model_name == f"flowsteer-policy-v{version}"
+        assert engine.model_name == f"flowsteer-policy-{engine.run_id}-v{version}"
         assert engine.model_name in _models(server)
         outputs = asyncio.run(engine.generate(requests))
         for prompt, out in zip(prompts, outputs, strict=True):
@@ -268,7 +268,7 @@ def test_lora_push_hot_loads_a_versioned_adapter_and_serves_it(
                 trainer_logprobs(base, prompt, out.token_ids), abs=1e-3
             )
     # The replaced adapter was unloaded; the base model stays served.
-    assert set(_models(server)) == {SERVED_NAME, "flowsteer-policy-v2"}
+    assert set(_models(server)) == {SERVED_NAME, f"flowsteer-policy-{engine.run_id}-v2"}
 
 
 def test_failed_push_keeps_the_served_version(server, model_dir, tmp_path):
