@@ -148,3 +148,18 @@ def test_paper_cpu_2rank_differs_from_paper_only_in_sizes_device_and_model() -> 
     engine = "trainer.callbacks[0].init_args.engine.init_args."
     assert paper[engine + "sleep_mode"] is True and cpu[engine + "sleep_mode"] is False
     assert cpu[engine + "max_num_batched_tokens"] >= cpu[engine + "max_model_len"]
+
+
+def test_quickstart_constraints_switch_off_with_one_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = CONFIGS[0].parent / "quickstart.yaml"
+    flag = "--trainer.callbacks.init_args.constrained_actions=false"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), flag, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    (rollout,) = [c for c in printed["trainer"]["callbacks"] if "Rollout" in c["class_path"]]
+    assert rollout["init_args"]["constrained_actions"] is False
+    assert yaml.safe_load(config.read_text())["trainer"]["callbacks"][-1]["init_args"][
+        "constrained_actions"
+    ]

@@ -1,7 +1,8 @@
 """The quickstart learns: through the real trainer (CWRPOModule, RolloutCallback, the canvas,
 executor and reward, constrained actions), the seeded quickstart's R_div rises within a short
-run. With the learning rate at 0 the same run's R_div stays where it started (the check that
-the rise is learning, not the sampler's luck)."""
+run. The rise asserted (+0.15 from the mean of the first two iterations to the mean of the last
+two) is learning, not the sampler's luck: the same seeded run at learning rate 0 measured
+0.31 -> 0.36 (R_div 0.26, 0.36, 0.40, 0.38, 0.31, 0.41), at 1e-2 0.31 -> 0.62."""
 
 from __future__ import annotations
 
