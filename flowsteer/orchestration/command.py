@@ -126,25 +126,27 @@ def run_orchestrate(args: argparse.Namespace) -> int:
     console.print(f"[bold]question[/] ({task.id}): {task.question}")
     interrupted = False
 
-    async def loop() -> None:
+    # input() runs on the main thread between turns (not in a worker thread), so Ctrl-C at the
+    # prompt interrupts at once; all turns share one event loop (backends may bind to it).
+    loop = asyncio.new_event_loop()
+    try:
         if args.no_interactive:
             while not session.done:
-                await session.policy_turn()
+                event = loop.run_until_complete(session.policy_turn())
                 show(console, session)
-                if session.events[-1].kind == "error":
+                if event.kind == "error":
                     break
-            return
-        console.print(HELP)
-        while not session.done:
-            line = await asyncio.to_thread(input, "flowsteer> ")
-            await session.handle(line)
-            show(console, session)
-
-    try:
-        asyncio.run(loop())
+        else:
+            console.print(HELP)
+            while not session.done:
+                line = input("flowsteer> ")
+                loop.run_until_complete(session.handle(line))
+                show(console, session)
     except (KeyboardInterrupt, EOFError) as err:
         interrupted = isinstance(err, KeyboardInterrupt)
         console.print("\n[yellow]interrupted[/]" if interrupted else "")
+    finally:
+        loop.close()
     graph = canvas.graph
     console.print(f"[bold]answer:[/] {session.answer if session.answer is not None else '(none)'}")
     console.print(f"[bold]workflow:[/] {graph.to_dsl() or '(empty)'}")
