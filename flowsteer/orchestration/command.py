@@ -164,7 +164,7 @@ def _save(graph: Any, library: Any, path: Path, console: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(graph.to_json(indent=2) + "\n", encoding="utf-8")
     console.print(f"saved {path}")
-    if graph:
+    if len(graph):  # an empty workflow has no picture
         picture = save_workflow_picture(graph, path.with_suffix(".png"), library)
         console.print(f"saved {picture}")
 

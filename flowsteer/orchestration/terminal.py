@@ -30,7 +30,7 @@ _KIND = {"policy": "policy", "typed": "you (action)", "instruction": "you (instr
 def workflow_tree(graph: WorkflowGraph) -> Tree:
     """The workflow drawn as a tree: parallel branches side by side under their block, the
     conditional's check with its pass and fail arms, a loop with its count."""
-    root = Tree("[bold]workflow[/]" if graph else "[dim]workflow (empty)[/]")
+    root = Tree("[bold]workflow[/]" if len(graph) else "[dim]workflow (empty)[/]")
 
     def add(parent: Tree, node: Any) -> None:
         if not node.is_structure:
