@@ -25,7 +25,6 @@ ADD_FORMAT = "<action>add</action><operator>Format</operator>"
 INSTRUCTION = "use two Programmers in parallel"
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_steer_one_workflow_in_a_pty(tmp_path):
     log = tmp_path / "policy.jsonl"
