@@ -204,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     from flowsteer.evaluation.commands import add_commands
 
     add_commands(sub)  # eval, run-workflow
+    from flowsteer.orchestration.command import add_command
+
+    add_command(sub)  # orchestrate
     return parser
 
 

@@ -101,6 +101,13 @@ class StepResult:
     info: StepInfo
 
 
+@dataclass(frozen=True)
+class CanvasSnapshot:
+    """An opaque saved state of one `Canvas` (see `Canvas.snapshot`)."""
+
+    values: dict
+
+
 class _Rejected(Exception):
     """Internal: an action the canvas refuses; carries the message and code."""
 
@@ -175,6 +182,23 @@ class Canvas:
         self._stats_for: WorkflowGraph | None = None
         self._stats_text = ""
         return user_prompt(self.task, max_turns=self.max_turns)
+
+    _SNAPSHOT_FIELDS = (
+        "_graph", "_scope", "_state", "_turn", "_pending", "_pending_total", "last_result",
+        "_result_graph", "truncated", "_stats_for", "_stats_text",
+    )  # fmt: skip
+
+    def snapshot(self) -> CanvasSnapshot:
+        """The exact current state (graph, execution results, turn, pending prompts), for
+        `restore`: an interactive session's undo. Cheap: graphs are replaced, never mutated."""
+        values = {k: getattr(self, k) for k in self._SNAPSHOT_FIELDS}
+        values["_pending"] = list(values["_pending"])
+        return CanvasSnapshot(values)
+
+    def restore(self, snapshot: CanvasSnapshot) -> None:
+        """Return to a `snapshot` of this canvas: the same graph, results and turn count."""
+        for k, v in snapshot.values.items():
+            setattr(self, k, list(v) if k == "_pending" else v)
 
     @property
     def graph(self) -> WorkflowGraph:

@@ -1,0 +1,1 @@
+"""Interactive orchestration: a person steering the Flow-Director turn by turn."""
