@@ -1,0 +1,126 @@
+"""FlowSteer against TRL's GRPOTrainer on one single-turn GRPO workload, paired and interleaved.
+
+For each model and thread count it runs the two trainers alternately (FlowSteer, TRL, FlowSteer,
+...; each in a fresh process, so neither inherits the other's caches), takes each run's median
+step, forward+backward and generation seconds over the steps after the first (warm-up), and prints
+the paired ratios FlowSteer/TRL (< 1: FlowSteer faster). TRL runs from its own venv
+(`scripts/setup_trl_bench.sh` builds bench/.venv-trl); see bench/README.md.
+
+    python bench/vs_trl.py --models tiny small --threads 1 2 --rounds 2 --fixed-length [--cpu-clock] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from grpo_workload import MODELS, build_model, paired_ratios, ratio_table  # noqa: E402
+
+ROOT = HERE.parent
+DEFAULT_TRL_PYTHON = HERE / ".venv-trl" / "bin" / "python"
+
+
+def summarise(run: dict) -> dict[str, float]:
+    """Median step / fwd+bwd / generation seconds of one run, the first (warm-up) step left out."""
+    rows = run["steps"][1:] or run["steps"]
+    return {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("step", "fwdbwd", "gen")}
+
+
+def run_one(
+    python: str, script: str, model: Path, threads: int, steps: int, flags: list[str]
+) -> dict:
+    """One trainer run in a fresh process; its last stdout line is the JSON result."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [
+        python,
+        str(HERE / script),
+        "--model",
+        str(model),
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+        *flags,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith('{"trainer"')]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(MODELS))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1])
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="paired runs per model and thread count"
+    )
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run")
+    parser.add_argument(
+        "--fixed-length", action="store_true", help="every completion has exactly 64 tokens"
+    )
+    parser.add_argument(
+        "--cpu-clock", action="store_true", help="CPU seconds (process_time) instead of wall"
+    )
+    parser.add_argument(
+        "--trl-python", default=str(DEFAULT_TRL_PYTHON), help="python of the TRL bench venv"
+    )
+    parser.add_argument(
+        "--model-root", default=str(ROOT / "runs" / "bench"), help="where the models are built"
+    )
+    parser.add_argument("--json", default=None, help="also write every run and ratio here")
+    args = parser.parse_args(argv)
+    if not Path(args.trl_python).exists():
+        parser.error(
+            f"--trl-python {args.trl_python} does not exist: run scripts/setup_trl_bench.sh"
+        )
+    flags = (["--fixed-length"] if args.fixed_length else []) + (
+        ["--cpu-clock"] if args.cpu_clock else []
+    )
+    table, record = [], []
+    for name in args.models:
+        model = build_model(name, args.model_root)
+        for threads in args.threads:
+            ours, theirs = [], []
+            for r in range(args.rounds):
+                pair = [
+                    ("flowsteer", sys.executable, "grpo_flowsteer.py"),
+                    ("trl", args.trl_python, "grpo_trl.py"),
+                ]
+                for who, python, script in (
+                    pair if r % 2 == 0 else pair[::-1]
+                ):  # alternate who goes first
+                    result = run_one(python, script, model, threads, args.steps, flags)
+                    (ours if who == "flowsteer" else theirs).append(summarise(result))
+                    record.append({"model": name, "threads": threads, "round": r, **result})
+                    print(
+                        f"{name} t={threads} round {r} {who}: {summarise(result)} rewards {result['rewards']}",
+                        file=sys.stderr,
+                    )
+            row = {"model": name, "threads": threads}
+            for key in ("step", "fwdbwd", "gen"):
+                row[key] = paired_ratios([o[key] for o in ours], [t[key] for t in theirs])
+            table.append(row)
+    print(ratio_table(table))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"args": vars(args), "ratios": table, "runs": record}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
