@@ -292,16 +292,6 @@ class RolloutCallback(RolloutSource):
             sleep()
         return trajectories
 
-    def on_rollout(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        trajectories: list[Trajectory],
-        advantages: Advantages,
-        seconds: float,
-    ) -> None:
-        self._log(trainer, pl_module, trajectories, advantages, seconds)
-
     def _play(
         self,
         runner: RolloutRunner,
@@ -338,18 +328,18 @@ class RolloutCallback(RolloutSource):
             if bar is not None:
                 bar.close()
 
-    def _log(
+    def on_rollout(
         self,
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         trajectories: list[Trajectory],
-        advantages: Any,
-        rollout_s: float,
+        advantages: Advantages,
+        seconds: float,
     ) -> None:
         stats = EpisodeStats.of(trajectories, div_max=self.reward.structure.max_value)
         metrics = stats.to_dict("rollout")
         metrics["rollout/zero_variance_groups"] = float(advantages.zero_variance_groups)
-        metrics["time/rollout_s"] = rollout_s
+        metrics["time/rollout_s"] = seconds
         for name, value in getattr(self.engine, "memory", {}).items():
             metrics[f"memory/{name}"] = value
         now = self._backend_stats()

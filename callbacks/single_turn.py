@@ -23,6 +23,7 @@ import lightning as L
 
 from callbacks.rollout_source import RolloutSource
 from flowsteer.rollout.engine import Engine, GenerationRequest, SamplingParams
+from flowsteer.rollout.runner import request_seed
 from flowsteer.rollout.trajectory import Trajectory
 
 TextReward = Callable[[str, str, dict[str, Any]], float]
@@ -125,8 +126,9 @@ class SingleTurnSource(RolloutSource):
         for group, record in enumerate(picked):
             ids = self._tokenizer(record["prompt"])["input_ids"]
             for sample in range(self.group_size):
-                seed = hash((self.seed, trainer.current_epoch, trainer.global_rank, group, sample))
-                sampling = SamplingParams(**{**vars(self.sampling), "seed": seed & 0x7FFFFFFF})
+                episode = (first + group) * self.group_size + sample  # unique over ranks and steps
+                seed = request_seed(self.seed, episode, turn=0)
+                sampling = SamplingParams(**{**vars(self.sampling), "seed": seed})
                 requests.append(GenerationRequest(ids, sampling))
                 owners.append((group, record, ids))
         generations = asyncio.run(self.engine.generate(requests))

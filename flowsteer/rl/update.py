@@ -230,9 +230,11 @@ def score_buffer(
             detached current log-probs as old (`old_is_current`); ``old_logprobs`` is then
             left as it was.
     """
+    if not (old or reference):
+        return batch
     scored_old = torch.zeros_like(batch.rollout_logprobs) if old else None
     ref = torch.zeros_like(batch.rollout_logprobs) if reference else None
-    for start in range(0, len(batch) if (old or reference) else 0, micro_batch_size):
+    for start in range(0, len(batch), micro_batch_size):
         rows = slice(start, min(start + micro_batch_size, len(batch)))
         ids, mask = batch.input_ids[rows], batch.attention_mask[rows]
         length = int(mask.sum(dim=1).max()) if mask.numel() else 0

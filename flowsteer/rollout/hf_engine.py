@@ -71,7 +71,7 @@ class _RowSampler:
         )
         self.max_tokens = torch.tensor([p.max_tokens for p in self.params], dtype=torch.long)
         self.min_tokens = torch.tensor([p.min_tokens for p in self.params], dtype=torch.long)
-        self.stop_ids = sorted({t for p in self.params for t in p.stop_token_ids})
+        self.stop_ids = torch.tensor(sorted({t for p in self.params for t in p.stop_token_ids}))
         # Constrained rows: an xgrammar matcher each; what they sampled is recorded per step.
         self.matchers = list(matchers) or [None] * len(self.params)
         self.logprobs: list[list[float]] = [[] for _ in self.params]
@@ -127,11 +127,10 @@ class _RowSampler:
         """Rows short of their ``min_tokens`` cannot stop: their stop ids get -inf (unless
         nothing else is allowed, e.g. a grammar that has ended)."""
         early = (step < self.min_tokens).nonzero().flatten()
-        if not len(early) or not self.stop_ids:
+        if not len(early) or not len(self.stop_ids):
             return scaled
         held = scaled.clone()
-        stops = torch.tensor(self.stop_ids)
-        held[early[:, None], stops[None, :]] = float("-inf")
+        held[early[:, None], self.stop_ids[None, :]] = float("-inf")
         stuck = torch.isinf(held[early]).all(dim=-1)
         held[early[stuck]] = scaled[early[stuck]]
         return held

@@ -85,3 +85,36 @@ def tiny_config(
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def run_fit(config: Path, *extra: str, timeout_s: float, env: dict | None = None) -> str:
+    """``flowsteer fit --config CONFIG EXTRA...`` in a subprocess (one thread per rank), killed
+    with its whole process group after ``timeout_s`` so a hung collective fails the test instead
+    of stalling CI; returns its output and fails on a non-zero exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **(os.environ if env is None else env),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", str(config), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # so the kill reaches the ranks the launcher spawned
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"fit did not finish in {timeout_s} s (hung collective?):\n{output[-3000:]}")
+    assert process.returncode == 0, output[-4000:]
+    return output

@@ -6,42 +6,18 @@ subprocess under a hard kill timeout (a hung collective fails the test)."""
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.lightning.conftest import REPO, write_config
+from tests.lightning.conftest import REPO, run_fit, write_config
 
 TIMEOUT_S = 240
 
 
 def _fit(config: Path, *extra: str) -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lightning_modules.cli", "fit", "--config", str(config), *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # so the kill reaches the ranks the launcher spawned
-    )
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"fit did not finish in {TIMEOUT_S} s (hung collective?):\n{output[-3000:]}")
-    assert process.returncode == 0, output[-4000:]
+    run_fit(config, *extra, timeout_s=TIMEOUT_S)
 
 
 def _config(

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.lightning.conftest import run_fit
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "paper_cpu_2rank.yaml"
@@ -42,19 +41,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit(config: Path, root: Path, *extra: str) -> str:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-    }
+    env = dict(os.environ)
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-    args = [
-        sys.executable,
-        "-m",
-        "lightning_modules.cli",
-        "fit",
-        "--config",
-        str(config),
+    return run_fit(
+        config,
         "--trainer.default_root_dir",
         str(root),
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
@@ -62,24 +52,9 @@ def _fit(config: Path, root: Path, *extra: str) -> str:
         "--trainer.logger.name=csv",
         "--trainer.enable_progress_bar=false",
         *extra,
-    ]
-    process = subprocess.Popen(
-        args,
-        cwd=REPO,
+        timeout_s=TIMEOUT_S,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # so the kill reaches the rank the launcher spawned
     )
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"fit did not finish in {TIMEOUT_S} s (hung collective?):\n{output[-3000:]}")
-    assert process.returncode == 0, output[-4000:]
-    return output
 
 
 def _metric(root: Path, name: str) -> list[float]:
