@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -80,6 +82,14 @@ def matmul_peak_tflops(device: str, n: int = 8192, iters: int = 50) -> float:
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def _scratch_dir() -> Path | None:
+    """/dev/shm when it can hold the 8B checkpoint (16 GB in bf16) twice over, else the disk."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 40 * 2**30:
+        return shm
+    return None
 
 
 def build_policy_dir(shape: dict, root: Path, device: str) -> Path:
@@ -229,7 +239,7 @@ def main() -> None:
     if args.cpu_smoke:
         args.rows, args.length, args.micro, args.iterations = 8, 128, 2, 1
     peak = matmul_peak_tflops(device, n=512 if args.cpu_smoke else 8192)
-    root = Path("/dev/shm") if Path("/dev/shm").is_dir() and not args.cpu_smoke else None
+    root = _scratch_dir() if not args.cpu_smoke else None
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         model_dir = build_policy_dir(shape, Path(tmp), device)
         rows = []
@@ -242,11 +252,15 @@ def main() -> None:
             rows.append(
                 ("LoRA r=64" if lora else "full", tokens / seconds, tflops, 100 * tflops / peak)
             )
-        colocated_runs = []
+        colocated_runs: list[dict] = []
+        skipped = None
         if device == "cuda" and not args.no_colocated:
-            # Each in a fresh process would be cleaner; vLLM frees its memory on deletion.
-            for sleep_mode in (True, False):
-                colocated_runs.append(colocated(model_dir, sleep_mode, args, peak))
+            if importlib.util.find_spec("vllm") is None:
+                skipped = "vLLM is not installed: the colocated runs were skipped"
+            else:
+                # Each in a fresh process would be cleaner; vLLM frees its memory on deletion.
+                for sleep_mode in (True, False):
+                    colocated_runs.append(colocated(model_dir, sleep_mode, args, peak))
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     if args.json:
         print(
@@ -259,6 +273,7 @@ def main() -> None:
                         for m, r, t, u in rows
                     ],
                     "colocated": colocated_runs,
+                    "colocated_skipped": skipped,
                 }
             )
         )
@@ -269,6 +284,8 @@ def main() -> None:
         print(f"{mode:<10} {rate:>10.0f} {tflops:>8.1f} {mfu:>6.1f}")
     for result in colocated_runs:
         print(json.dumps(result))
+    if skipped:
+        print(skipped)
 
 
 if __name__ == "__main__":
