@@ -1,0 +1,51 @@
+"""A callback that gives the LoRA adapter known, non-zero weights before each weight sync.
+
+On the tiny model every reward is the same, so the update leaves peft's zero-initialised
+``lora_B`` at zero and a pushed adapter would equal the base model: a server that ignored it, or
+an adapter saved from one rank's shards, would go unnoticed. Setting each ``lora_B`` to a seeded
+random tensor (a function of its layer, its projection and the step) makes every pushed adapter
+differ from the base and from the previous one, and lets a test recompute what was written.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import lightning as L
+import torch
+
+_MODULE = re.compile(r"layers\.\d+\..*?_proj")
+
+
+def lora_b_key(name: str) -> str | None:
+    """``layers.{i}.{block}.{proj}`` for a ``lora_B`` parameter or saved tensor name, else None
+    (the same for the trainer's parameter names and peft's saved keys)."""
+    if "lora_B" not in name:
+        return None
+    match = _MODULE.search(name)
+    return match.group(0) if match else None
+
+
+def seeded_lora_b(key: str, step: int, shape: torch.Size) -> torch.Tensor:
+    """The full ``lora_B`` tensor that `SeededLoraB` sets for module ``key`` at ``step``."""
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{key}@{step}".encode()))
+    return 0.2 * torch.randn(shape, generator=generator)
+
+
+class SeededLoraB(L.Callback):
+    """At each epoch end (list it before `WeightSyncCallback`), set every ``lora_B`` to
+    `seeded_lora_b` at the current ``global_step``; FSDP2 shards get their part of it."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        with torch.no_grad():
+            for name, param in pl_module.policy.named_parameters():
+                key = lora_b_key(name)
+                if key is None:
+                    continue
+                full = seeded_lora_b(key, trainer.global_step, param.shape).to(param.dtype)
+                if isinstance(param, DTensor):  # every rank, same order: a collective
+                    full = distribute_tensor(full, param.device_mesh, param.placements)
+                param.copy_(full)
