@@ -3,7 +3,10 @@
 fine-tuning. Every run is a subprocess under a hard kill timeout (a hung collective fails).
 
 A finished run means every rank's `WeightSyncCallback` pushed the weights and its probe agreed
-with the trainer (it raises otherwise, on the rank that disagrees). Budget: the FSDP2 case runs
+with the trainer (it raises otherwise, on the rank that disagrees). On the tiny model every reward
+is equal and the update barely moves the weights, so `SeededWeights` (listed before the sync)
+gives every version a seeded change that moves the log-probs over 10x the probe tolerance
+(tests/lightning/test_seeded_weights.py): an engine that kept its old weights fails the probe. Budget: the FSDP2 case runs
 1 iteration, then resumes from its sharded checkpoint for a 2nd; DDP with full weights likewise;
 FSDP2 full and DDP LoRA run 1 iteration each. All are `slow` and `vllm`: .ci/run's vLLM step runs
 them (about 4 minutes together on a loaded 2-core machine)."""
@@ -15,12 +18,14 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.lightning.conftest import run_fit
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "paper_cpu_2rank.yaml"
 TIMEOUT_S = 420
+PROBE_TOLERANCE = 0.01  # in-process engines with gathered full tensors agree to about 1e-6
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]  # .ci/run runs them (-m vllm)
 
@@ -35,8 +40,15 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_tiny_model(root / "tiny", hidden_size=64, num_heads=2, num_kv_heads=1, seed=0)
     text = CONFIG.read_text()
     assert "runs/tiny-policy-hd32" in text
+    data = yaml.safe_load(text.replace("runs/tiny-policy-hd32", str(model)))
+    callbacks = data["trainer"]["callbacks"]
+    sync = next(c for c in callbacks if c["class_path"] == "callbacks.WeightSyncCallback")
+    sync["init_args"]["tolerance"] = PROBE_TOLERANCE
+    callbacks.insert(
+        callbacks.index(sync), {"class_path": "tests.lightning.lora_setter.SeededWeights"}
+    )
     out = root / "paper_cpu_2rank.yaml"
-    out.write_text(text.replace("runs/tiny-policy-hd32", str(model)))
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
 
 
