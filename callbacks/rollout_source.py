@@ -23,7 +23,7 @@ The engine's next weights are pushed only after the background rollout finished
 (`join_prefetch`); a buffer more than one version stale is refused; the sampler mismatch is
 corrected by truncated importance sampling (``async_tis_cap``); a checkpoint carries the
 pending rollout's episodes, so a resumed run trains on exactly what the uninterrupted one did.
-See docs/design.md, "Asynchronous rollouts".
+See docs/design.md §13.
 """
 
 from __future__ import annotations
