@@ -217,3 +217,28 @@ def test_the_pending_rollout_round_trips_through_the_state_dict() -> None:
     assert _Source().state_dict() == {}  # synchronous sources save nothing new
     with pytest.raises(ValueError, match="resume with async_rollouts: true"):
         _Source().load_state_dict(state)
+
+
+def test_a_failed_background_rollout_fails_the_run_at_the_join() -> None:
+    class Failing(_Source):
+        def prepare(self, trainer, pl_module, iteration):
+            def run() -> list[Trajectory]:
+                raise OSError("engine gone")
+
+            return run
+
+    source = Failing(async_rollouts=True)
+    source._launch(_trainer(), _module(), 3)
+    with pytest.raises(RuntimeError, match="background rollout of iteration 3 failed: engine gone"):
+        source.join_prefetch()
+    assert source._prefetch is None
+
+
+def test_async_refuses_a_sleep_mode_engine() -> None:
+    from callbacks.rollout import RolloutCallback
+
+    engine = SimpleNamespace(sleep_mode=True, weights_version=0)
+    callback = RolloutCallback(engine=engine, async_rollouts=True)  # type: ignore[arg-type]
+    policy = SimpleNamespace(tokenizer=None, model=None)
+    with pytest.raises(ValueError, match="sleep_mode frees its KV cache"):
+        callback.setup(_trainer(), SimpleNamespace(policy=policy), "fit")
