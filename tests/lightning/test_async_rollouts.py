@@ -242,3 +242,47 @@ def test_async_refuses_a_sleep_mode_engine() -> None:
     policy = SimpleNamespace(tokenizer=None, model=None)
     with pytest.raises(ValueError, match="sleep_mode frees its KV cache"):
         callback.setup(_trainer(), SimpleNamespace(policy=policy), "fit")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_async_with_an_in_process_vllm_engine(tmp_path: Path) -> None:
+    """configs/paper_cpu_2rank.yaml on one rank with async rollouts: the VLLMEngine samples in the
+    background thread, every push waits for it and its probe agrees with the trainer."""
+    import csv
+    import os
+
+    import yaml
+
+    from flowsteer.models.tiny import build_tiny_model
+    from tests.lightning.conftest import REPO, run_fit
+
+    pytest.importorskip("vllm")
+    model = build_tiny_model(tmp_path / "tiny", hidden_size=64, num_heads=2, num_kv_heads=1, seed=0)
+    text = (REPO / "configs" / "paper_cpu_2rank.yaml").read_text()
+    config = yaml.safe_load(text.replace("runs/tiny-policy-hd32", str(model)))
+    trainer = config["trainer"]
+    trainer.update(devices=1, strategy="auto", max_epochs=3, default_root_dir=str(tmp_path))
+    trainer["enable_progress_bar"] = False
+    trainer["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path), "name": "csv"},
+    }
+    trainer["callbacks"][0]["init_args"]["async_rollouts"] = True
+    env = dict(os.environ)
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    run_fit(write_config(tmp_path / "async.yaml", config), timeout_s=420, env=env)
+
+    rows = []
+    for path in sorted(tmp_path.glob("csv/version_*/metrics.csv")):
+        with path.open() as f:
+            rows += list(csv.DictReader(f))
+
+    def metric(name: str) -> list[float]:
+        return [float(r[name]) for r in rows if r.get(name)]
+
+    assert metric("rollout/staleness") == [0.0, 1.0, 1.0]
+    assert metric("rollout/episodes") == [8.0] * 3
+    probes = metric("sync/probe_logprob_diff")
+    assert len(probes) == 3 and max(probes) < 0.05
+    assert len(metric("train/tis_weight_mean")) > 0  # TIS on by default
