@@ -187,14 +187,19 @@ class RolloutSource(L.Callback):
         rows = [i for i, keep in enumerate(advantages.keep.tolist()) if keep]
         pl_module.set_rollout(batch, rows)
         self.on_rollout(trainer, pl_module, trajectories, advantages, seconds)
+        if self.async_rollouts:  # after on_rollout: its counters are this rollout's alone
+            last = trainer.max_epochs
+            iteration = trainer.current_epoch
+            if last is None or last < 0 or iteration + 1 < last:
+                self._launch(trainer, pl_module, iteration + 1)
 
     # -- asynchronous rollouts ---------------------------------------------------------------------
 
     def _next_async(
         self, trainer: L.Trainer, pl_module: L.LightningModule
     ) -> tuple[list[Trajectory], float]:
-        """This iteration's episodes (prefetched, or played now on the first iteration), then
-        the next iteration's rollout started in the background."""
+        """This iteration's episodes: prefetched, or played now (the first iteration, or a
+        resume without a pending rollout)."""
         iteration = trainer.current_epoch
         self.join_prefetch()
         done, self._prefetch = self._prefetch, None
@@ -210,9 +215,6 @@ class RolloutSource(L.Callback):
             )
         else:
             trajectories, seconds = done.trajectories, done.seconds
-        last = trainer.max_epochs
-        if last is None or last < 0 or iteration + 1 < last:
-            self._launch(trainer, pl_module, iteration + 1)
         return trajectories, seconds
 
     def _launch(self, trainer: L.Trainer, pl_module: L.LightningModule, iteration: int) -> None:
