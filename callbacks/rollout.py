@@ -11,13 +11,19 @@ episodes of validation and test for the module (`play_greedy`).
 One operator library reaches the canvas (and so the policy's system prompt), the executor, the
 reward and the action grammar: the ``library`` setting, else the executor's, else the default
 twelve. An executor or reward holding a different library is refused at setup.
+
+With ``async_rollouts`` the next iteration's episodes are played in a background thread during
+the update (`RolloutSource`); the default `HFEngine` then samples from its own copy of the
+policy's weights, which this callback refreshes after each iteration, so generation never sees
+parameters the optimizer is changing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, TypeVar
 
 import lightning as L
@@ -76,6 +82,10 @@ class RolloutCallback(RolloutSource):
         library: The operator library of the canvas, the executor, the reward and the
             grammar: a ``.yaml``/``.json`` file or an import path ``pkg.module:NAME``
             (`OperatorLibrary.load`); ``None``: the executor's library, else the default.
+        async_rollouts: Play iteration k+1's episodes in a background thread while iteration
+            k's update runs (one weight version stale; see `RolloutSource`). Off by default.
+        async_tis_cap: Under ``async_rollouts``, the TIS cap the module gets when its own
+            ``tis_cap`` is null (a module ``tis_cap`` wins); ``None``: TIS stays off.
     """
 
     def __init__(
@@ -104,6 +114,8 @@ class RolloutCallback(RolloutSource):
         max_think_chars: int = 256,
         max_prompt_chars: int = 512,
         library: str | None = None,
+        async_rollouts: bool = False,
+        async_tis_cap: float | None = 2.0,
     ) -> None:
         _check_settings(
             group_size=group_size,
@@ -136,7 +148,12 @@ class RolloutCallback(RolloutSource):
         self.sampling = SamplingParams(
             max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k
         )
-        super().__init__(std_scale=std_scale, zero_variance=zero_variance)
+        super().__init__(
+            std_scale=std_scale,
+            zero_variance=zero_variance,
+            async_rollouts=async_rollouts,
+            async_tis_cap=async_tis_cap,
+        )
         self.finish_constraints = finish_constraints
         self.execution_timeout_s = execution_timeout_s
         self.enable_thinking = enable_thinking
@@ -152,13 +169,17 @@ class RolloutCallback(RolloutSource):
         self._backend_seen = BackendStats()
         self._eval_traffic: dict[str, dict[str, int]] = {}  # stage -> counters this epoch
         self._tokenizer: Any = None
+        self._trainer: L.Trainer | None = None
+        self._policy: Any = None
         self.last_metrics: dict[str, float] = {}
 
     # -- setup ---------------------------------------------------------------------------------
 
     def run_async(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on this callback's event loop (one loop for the whole run, so
-        backends that keep per-loop connections keep them)."""
+        backends that keep per-loop connections keep them). A background rollout drives the
+        loop while it runs: any other caller waits for it to finish first."""
+        self.join_prefetch()
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(coroutine)
@@ -166,6 +187,7 @@ class RolloutCallback(RolloutSource):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         policy = pl_module.policy
         self._tokenizer = policy.tokenizer
+        self._trainer, self._policy = trainer, policy
         if self.engine is None:
             from lightning.pytorch.strategies import ModelParallelStrategy
 
@@ -176,7 +198,20 @@ class RolloutCallback(RolloutSource):
                 )
             from flowsteer.rollout.hf_engine import HFEngine
 
-            self.engine = HFEngine(policy.model, policy.tokenizer, batch_size=self.hf_batch_size)
+            if self.async_rollouts:  # its own weights: the update must not change them mid-turn
+                model = copy.deepcopy(policy.model).requires_grad_(False).eval()
+                self.engine = HFEngine(
+                    model, policy.tokenizer, batch_size=self.hf_batch_size, own_weights=True
+                )
+            else:
+                self.engine = HFEngine(
+                    policy.model, policy.tokenizer, batch_size=self.hf_batch_size
+                )
+        if self.async_rollouts and getattr(self.engine, "sleep_mode", False):
+            raise ValueError(
+                "RolloutCallback: async_rollouts keeps the engine sampling during the update, "
+                "when sleep_mode frees its KV cache; turn one of them off"
+            )
         start = getattr(self.engine, "start", None)
         if start is not None:  # lazy engines (VLLMEngine) join the world the strategy made
             root = trainer.strategy.root_device
@@ -276,21 +311,46 @@ class RolloutCallback(RolloutSource):
     # -- the iteration -------------------------------------------------------------------------
 
     def play(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Trajectory]:
+        trajectories = self.prepare(trainer, pl_module, trainer.current_epoch)()
+        sleep = getattr(self.engine, "sleep", None)
+        if sleep is not None:  # sleep-mode engines free their KV cache for the update
+            sleep()
+        return trajectories
+
+    def prepare(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, iteration: int
+    ) -> Callable[[], list[Trajectory]]:
+        """Check the engine's weights, draw the iteration's tasks and seed on this thread;
+        return the call that plays them (in the background under ``async_rollouts``)."""
         assert self.runner is not None and self.engine is not None
-        if not self.live_engine and self.engine.weights_version != trainer.global_step:
+        if self.live_engine and not self.async_rollouts:
+            # The engine samples the live policy: it serves this step's weights by construction.
+            self.run_async(self.engine.sync_weights(pl_module.policy, trainer.global_step))
+        if self.engine.weights_version != trainer.global_step:
             raise RuntimeError(
                 f"RolloutCallback: the engine serves weights version {self.engine.weights_version} "
                 f"but the policy is at step {trainer.global_step}; add a WeightSyncCallback"
             )
         tasks = trainer.datamodule.next_train_tasks()
-        seed = (
-            self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank
-        ) & 0x7FFFFFFF
-        trajectories = self._play(self.runner, tasks, seed, trainer)
-        sleep = getattr(self.engine, "sleep", None)
-        if sleep is not None:  # sleep-mode engines free their KV cache for the update
-            sleep()
-        return trajectories
+        seed = (self.seed * 1_000_003 + iteration * 7919 + trainer.global_rank) & 0x7FFFFFFF
+        runner = self.runner
+        if self.async_rollouts:  # no progress bar from the background thread
+            return lambda: self._play(runner, tasks, seed, None)
+        return lambda: self._play(runner, tasks, seed, trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.async_rollouts and self.live_engine:  # a resumed run: the checkpoint's weights
+            self._sync_own_engine(trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # the rollout has finished
+        if self.async_rollouts and self.live_engine:
+            self._sync_own_engine(trainer.global_step)
+
+    def _sync_own_engine(self, version: int) -> None:
+        """Copy the policy into the default engine's own weights (async rollouts only)."""
+        assert self.engine is not None
+        self.run_async(self.engine.sync_weights(self._policy, version))
 
     def _play(
         self,
@@ -340,6 +400,9 @@ class RolloutCallback(RolloutSource):
         metrics = stats.to_dict("rollout")
         metrics["rollout/zero_variance_groups"] = float(advantages.zero_variance_groups)
         metrics["time/rollout_s"] = seconds
+        if self.async_rollouts:
+            metrics["rollout/staleness"] = float(self.staleness)
+            metrics["time/rollout_wait_s"] = self.wait_s
         for name, value in getattr(self.engine, "memory", {}).items():
             metrics[f"memory/{name}"] = value
         now = self._backend_stats()
@@ -408,6 +471,9 @@ class RolloutCallback(RolloutSource):
         ``backend/*``: the training baseline moves past it.
         """
         assert self.greedy_runner is not None
+        if self.async_rollouts and self.live_engine and self._trainer is not None:
+            # Score the policy as it is now, as the synchronous default engine does.
+            self._sync_own_engine(self._trainer.global_step)
         before = self._backend_stats()
         trajectories = self.run_async(self.greedy_runner.run(list(tasks), 1, seed=self.seed))
         after = self._backend_stats()
@@ -438,6 +504,7 @@ class RolloutCallback(RolloutSource):
         )
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)  # a background rollout ends first
         if (
             self._loop is not None
             and not self._loop.is_closed()
@@ -451,9 +518,10 @@ class RolloutCallback(RolloutSource):
     # -- checkpoint ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"group_size": self.group_size, "seed": self.seed}
+        return {**super().state_dict(), "group_size": self.group_size, "seed": self.seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         if state_dict.get("group_size", self.group_size) != self.group_size:
             raise ValueError(
                 f"RolloutCallback: the checkpoint was trained with group_size "

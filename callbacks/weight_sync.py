@@ -67,6 +67,8 @@ class WeightSyncCallback(L.Callback):
     def sync(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Push the policy as version ``global_step``, verify, and log the timing."""
         rollout = self._rollout(trainer)
+        # Under async rollouts the engine may be sampling the next iteration: push after it.
+        rollout.join_prefetch()
         engine, version = rollout.engine, trainer.global_step
         started = time.perf_counter()
         rollout.run_async(engine.sync_weights(pl_module.policy, version))

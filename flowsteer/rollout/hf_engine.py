@@ -165,14 +165,26 @@ class HFEngine:
             runs in eval mode; the model's train/eval mode is restored afterwards.
         tokenizer: Its tokenizer (for the pad id).
         batch_size: Most requests per ``generate`` call; ``None``: all at once.
+        own_weights: ``model`` is the engine's own copy of the policy (asynchronous rollouts,
+            where the update runs during generation): `sync_weights` copies the policy's
+            weights into it, and generation draws nothing from the global torch RNG (the rows'
+            own generators choose every token), which the trainer's thread owns.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        batch_size: int | None = None,
+        own_weights: bool = False,
+    ):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.own_weights = own_weights
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
         self._version = 0
@@ -208,7 +220,20 @@ class HFEngine:
         return self._version
 
     async def sync_weights(self, policy: Policy, version: int) -> None:
-        """Nothing to copy (the engine samples the live model); records ``version``."""
+        """Records ``version``; with ``own_weights`` first copies the policy's weights in
+        (otherwise the engine samples the live model: nothing to copy)."""
+        if self.own_weights:
+            theirs = policy.model.state_dict()
+            mine = self.model.state_dict()
+            if theirs.keys() != mine.keys():
+                missing = sorted(set(mine) ^ set(theirs))[:3]
+                raise ValueError(
+                    f"HFEngine: the policy's parameters differ from the engine's copy "
+                    f"(e.g. {missing}); build the engine from a copy of policy.model"
+                )
+            with torch.no_grad():
+                for name, value in mine.items():
+                    value.copy_(theirs[name])
         self._version = int(version)
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
@@ -271,11 +296,12 @@ class HFEngine:
             matchers,
             self.vocab_size if any(m is not None for m in matchers) else 0,
         )
+        # The sampler hands generate a one-hot row: argmax picks the same token as a draw,
+        # without the global RNG (an own-weights engine runs beside the trainer's thread).
+        draw = {} if self.own_weights else {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
         config = GenerationConfig(
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
+            do_sample=not self.own_weights,
+            **draw,
             max_new_tokens=max_new,
             eos_token_id=list(stops),  # [] (not None: that means "the model's default")
             pad_token_id=self.pad_token_id,
