@@ -352,16 +352,12 @@ class CWRPOModule(L.LightningModule):
         self._log_step(loss_value, metrics, lr, rows)
 
     def _log_step(self, loss: float, metrics: dict[str, float], lr: float, rows: int) -> None:
-        self.log(
-            "train/loss",
-            loss,
-            prog_bar=True,
-            on_step=True,
-            on_epoch=False,
-            batch_size=max(rows, 1),
-        )
-        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
-        self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=1)
+        """One optimizer step's values, plain floats (no device tensors to sync), in two calls:
+        the loss for the progress bar, everything else at once (step values only, so the batch
+        size, which weights epoch means, does not matter)."""
+        size = max(rows, 1)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        self.log_dict({**metrics, "train/lr": lr}, on_step=True, on_epoch=False, batch_size=size)
 
     def _finish_step(self, batch_idx: int) -> None:
         if batch_idx == self.steps_per_iteration() - 1:
