@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities.parsing import AttributeDict
 from torchmetrics import MeanMetric
 
+from flowsteer.rl.host_memory import retain_freed_host_memory
 from flowsteer.rl.losses import KLEstimator, LossAgg, cwrpo_loss
 from flowsteer.rl.policy import Policy
 from flowsteer.rl.update import (
@@ -173,6 +174,9 @@ class CWRPOModule(L.LightningModule):
             # from_pretrained returns eval mode; train mode here, before Lightning's model summary
             # and its check for modules left in eval mode (on_train_start comes after both).
             self.policy.train()
+            if self.trainer.strategy.root_device.type == "cpu":
+                # Activations live in host memory: reuse it rather than fault it in every step.
+                retain_freed_host_memory()
         datamodule = getattr(self.trainer, "datamodule", None)
         tasks = []
         if datamodule is not None:
