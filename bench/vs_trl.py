@@ -54,11 +54,24 @@ def run_one(
         str(steps),
         *flags,
     ]
+    load_before = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith('{"trainer"')]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    # The machine's 1-minute load average around the run (this run included): how shared it was.
+    return {**json.loads(lines[-1]), "load": [load_before, os.getloadavg()[0]]}
+
+
+def load_line(runs: list[dict]) -> str:
+    """One line on how loaded the machine was: the 1-minute load averages the runs saw."""
+    loads = [x for run in runs for x in run.get("load", [])]
+    if not loads:
+        return ""
+    return (
+        f"load average (1 min) around the runs: median {statistics.median(loads):.1f} "
+        f"(min {min(loads):.1f}, max {max(loads):.1f}) on {os.cpu_count()} CPUs"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[key] = paired_ratios([o[key] for o in ours], [t[key] for t in theirs])
             table.append(row)
     print(ratio_table(table))
+    print(load_line(record))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "ratios": table, "runs": record}, indent=1)

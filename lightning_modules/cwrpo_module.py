@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities.parsing import AttributeDict
 from torchmetrics import MeanMetric
 
+from flowsteer.rl.host_memory import retain_freed_host_memory
 from flowsteer.rl.losses import KLEstimator, LossAgg, cwrpo_loss
 from flowsteer.rl.policy import Policy
 from flowsteer.rl.update import (
@@ -173,6 +174,9 @@ class CWRPOModule(L.LightningModule):
             # from_pretrained returns eval mode; train mode here, before Lightning's model summary
             # and its check for modules left in eval mode (on_train_start comes after both).
             self.policy.train()
+            if self.trainer.strategy.root_device.type == "cpu":
+                # Activations live in host memory: reuse it rather than fault it in every step.
+                retain_freed_host_memory()
         datamodule = getattr(self.trainer, "datamodule", None)
         tasks = []
         if datamodule is not None:
@@ -352,16 +356,12 @@ class CWRPOModule(L.LightningModule):
         self._log_step(loss_value, metrics, lr, rows)
 
     def _log_step(self, loss: float, metrics: dict[str, float], lr: float, rows: int) -> None:
-        self.log(
-            "train/loss",
-            loss,
-            prog_bar=True,
-            on_step=True,
-            on_epoch=False,
-            batch_size=max(rows, 1),
-        )
-        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=max(rows, 1))
-        self.log("train/lr", lr, on_step=True, on_epoch=False, batch_size=1)
+        """One optimizer step's values, plain floats (no device tensors to sync), in two calls:
+        the loss for the progress bar, everything else at once (step values only, so the batch
+        size, which weights epoch means, does not matter)."""
+        size = max(rows, 1)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        self.log_dict({**metrics, "train/lr": lr}, on_step=True, on_epoch=False, batch_size=size)
 
     def _finish_step(self, batch_idx: int) -> None:
         if batch_idx == self.steps_per_iteration() - 1:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from flowsteer.rl.token_logprobs import chunked_logprobs
+from flowsteer.rl.token_logprobs import chunked_logprobs, default_chunk_size
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 
@@ -87,7 +87,9 @@ class Policy(torch.nn.Module):
             when its KL coefficient is above 0): the adapter-disabled model under LoRA (free), a
             frozen copy of the initial weights under full fine-tuning (one more model).
         trust_remote_code: Allow model code shipped with the checkpoint.
-        logprob_chunk_size: Most tokens whose vocabulary-sized logits exist at once.
+        logprob_chunk_size: Most tokens whose vocabulary-sized logits exist at once; ``None``:
+            as many as make 1,024 × 151,936 logits (1,024 tokens at Qwen3's vocabulary, every
+            position of a batch at a small one: no chunking, no recompute).
         disable_dropout: Set every dropout probability (the model's and LoRA's) to 0, so the
             update trains the policy that sampled and was scored: with dropout the first
             minibatch's ratio is not 1. ``False`` keeps it, with a warning if any is above 0.
@@ -103,13 +105,13 @@ class Policy(torch.nn.Module):
         lora: LoraSettings | None = None,
         with_reference: bool = False,
         trust_remote_code: bool = False,
-        logprob_chunk_size: int = 1024,
+        logprob_chunk_size: int | None = None,
         disable_dropout: bool = True,
     ) -> None:
         super().__init__()
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
-        if logprob_chunk_size < 1:
+        if logprob_chunk_size is not None and logprob_chunk_size < 1:
             raise ValueError(f"logprob_chunk_size must be at least 1, got {logprob_chunk_size}")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -130,7 +132,9 @@ class Policy(torch.nn.Module):
                 f"Hugging Face cache ({err})"
             ) from err
         self.name_or_path = source
-        self.logprob_chunk_size = logprob_chunk_size
+        self.logprob_chunk_size = logprob_chunk_size or default_chunk_size(
+            lm.config.get_text_config().vocab_size
+        )
         self._logit_transform = _logit_transform(lm.config)
         _check_head_reproduces_logits(lm, self._logit_transform)
 

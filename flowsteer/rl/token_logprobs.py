@@ -10,7 +10,8 @@ logits memory is ``chunk_size × vocab`` whatever the batch, and gradients stay 
   states is computed in the forward pass, while the logits are at hand, and only that
   ``[tokens, hidden]`` gradient is kept, so the backward pass is one multiply;
 * a trainable head (full fine-tuning): each chunk is activation-checkpointed, so the backward
-  pass recomputes one chunk's logits at a time.
+  pass recomputes one chunk's logits at a time; when every position fits in one chunk there is
+  nothing to bound, and autograd keeps that one chunk's logits rather than recompute them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
+
+DEFAULT_CHUNK_LOGITS = 1024 * 151_936
+"""Logits elements per chunk when no chunk size is given: 1,024 tokens at Qwen3's 151,936-token
+vocabulary (622 MB in float32); at a small vocabulary, every position of a batch at once."""
 
 HeadFn = Callable[[Tensor], Tensor]
 """Hidden states ``[n, H]`` to float32 logits ``[n, V]`` (LM head plus any logit transform)."""
@@ -43,7 +48,8 @@ def chunked_logprobs(
         chunk_size: Most tokens whose logits exist at once.
         with_entropy: Also return the entropy of each predicted distribution.
         head_trainable: Whether the head has parameters that need gradients; then chunks are
-            checkpointed instead of differentiated in the forward pass.
+            checkpointed (when there is more than one) instead of differentiated in the
+            forward pass.
 
     Returns:
         ``(logprobs [N], entropy [N] or None)``, float32, differentiable in ``hidden`` (and in
@@ -60,6 +66,9 @@ def chunked_logprobs(
             ]
         return _cat(parts, hidden, with_entropy)
     if head_trainable:
+        if 0 < hidden.shape[0] <= chunk_size:
+            # One chunk: checkpointing would hold no less memory, only run the head twice.
+            return _chunk(head, hidden, targets, with_entropy)
         parts = [
             checkpoint(
                 _chunk,
@@ -74,6 +83,11 @@ def chunked_logprobs(
         return _cat(parts, hidden, with_entropy)
     logprobs, entropy = _FrozenHeadLogprobs.apply(hidden, targets, head, chunk_size, with_entropy)
     return logprobs, entropy if with_entropy else None
+
+
+def default_chunk_size(vocab_size: int) -> int:
+    """Tokens per chunk that keep the logits at `DEFAULT_CHUNK_LOGITS` elements."""
+    return max(1, DEFAULT_CHUNK_LOGITS // max(vocab_size, 1))
 
 
 def _chunk(head: HeadFn, hidden: Tensor, targets: Tensor, with_entropy: bool):

@@ -63,6 +63,12 @@ def test_ratio_table_and_summary() -> None:
     }  # warm-up step left out
 
 
+def test_load_line_gives_the_load_the_runs_saw() -> None:
+    line = vs_trl.load_line([{"load": [1.0, 3.0]}, {"load": [2.0, 8.0]}])
+    assert line.startswith("load average (1 min) around the runs: median 2.5 (min 1.0, max 8.0)")
+    assert vs_trl.load_line([{"steps": []}]) == ""
+
+
 def test_missing_trl_venv_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         vs_trl.main(["--trl-python", str(tmp_path / "nope")])

@@ -64,12 +64,13 @@ def _grads(policy, loss):
     return torch.autograd.grad(loss, params)
 
 
+@pytest.mark.parametrize("chunk", [4, None], ids=["chunks", "one-chunk"])  # 4 does not divide 32
 @pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
 @pytest.mark.parametrize("with_entropy", [False, True])
 def test_chunked_logprobs_equal_the_naive_ones_in_values_and_gradients(
-    tiny_dir, lora, with_entropy
+    tiny_dir, lora, with_entropy, chunk
 ):
-    policy = Policy(str(tiny_dir), lora=lora, logprob_chunk_size=4)  # 4 does not divide 32
+    policy = Policy(str(tiny_dir), lora=lora, logprob_chunk_size=chunk)
     if lora:
         _perturb_adapters(policy)
     ids, mask = _batch(_vocab(policy))
@@ -317,6 +318,8 @@ def test_bad_settings_are_refused(tiny_dir):
     with pytest.raises(ValueError, match="logprob_chunk_size"):
         Policy(str(tiny_dir), logprob_chunk_size=0)
     policy = Policy(str(tiny_dir))
+    # The default chunk: 1,024 × 151,936 logits, so the tiny vocabulary's batch is one chunk.
+    assert policy.logprob_chunk_size == 1024 * 151_936 // _vocab(policy)
     with pytest.raises(ValueError, match=r"must both be \[B, T\]"):
         policy.token_logprobs(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 4))
 
