@@ -66,6 +66,9 @@ class CWRPOModule(L.LightningModule):
         old_logprobs_in_eval: Score the old policy in eval mode (the sampling engine has no
             dropout; `Policy` removes it by default, which makes this moot).
         seed: Seeds each iteration's minibatch order.
+        retain_host_memory: On CPU, keep freed host memory in the process for the next step
+            (glibc's trim and mmap thresholds, process-wide; see `flowsteer.rl.host_memory`):
+            faster steps, and the process holds its peak host memory. False: malloc's defaults.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class CWRPOModule(L.LightningModule):
         log_entropy: bool = True,
         old_logprobs_in_eval: bool = True,
         seed: int = 0,
+        retain_host_memory: bool = True,
     ) -> None:
         super().__init__()
         _check_settings(
@@ -122,6 +126,7 @@ class CWRPOModule(L.LightningModule):
         self.log_entropy = log_entropy
         self.old_logprobs_in_eval = old_logprobs_in_eval
         self.seed = seed
+        self.retain_host_memory = retain_host_memory
         # Set by the rollout callback in its `setup` (it knows tasks per rank × group size).
         self.rollout_size: int | None = None
         # Also set there: its sampling temperature, the one source of truth for the temperature
@@ -174,7 +179,7 @@ class CWRPOModule(L.LightningModule):
             # from_pretrained returns eval mode; train mode here, before Lightning's model summary
             # and its check for modules left in eval mode (on_train_start comes after both).
             self.policy.train()
-            if self.trainer.strategy.root_device.type == "cpu":
+            if self.retain_host_memory and self.trainer.strategy.root_device.type == "cpu":
                 # Activations live in host memory: reuse it rather than fault it in every step.
                 retain_freed_host_memory()
         datamodule = getattr(self.trainer, "datamodule", None)
