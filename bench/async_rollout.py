@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 
 
 def _reward():
@@ -65,6 +66,10 @@ def run_once(
     from datamodules.task_datamodule import TaskDataModule, TaskFile
     from flowsteer.rl.policy import Policy
     from lightning_modules.cwrpo_module import CWRPOModule
+
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from trainer import quiet_trainer
 
     torch.set_num_threads(threads)
     L.seed_everything(0, verbose=False)
@@ -120,18 +125,8 @@ def run_once(
         tasks_per_source=1,
         seed=0,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=iterations,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[clock, rollout],  # the clock first: it sees each iteration start first
-    )
+    # The clock first: it sees each iteration start first.
+    trainer = quiet_trainer(iterations, [clock, rollout])
     trainer.fit(module, datamodule=datamodule)
     wall = [b[0] - a[0] for a, b in zip(clock.marks, clock.marks[1:], strict=False)]
     cpu = [b[1] - a[1] for a, b in zip(clock.marks, clock.marks[1:], strict=False)]

@@ -10,7 +10,6 @@ step. Prints one JSON line with per-step seconds (wall or CPU clock) and rewards
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
@@ -21,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpo_workload import Workload, prompts, reward, step_prompts
+from grpo_workload import Workload, prompts, reward, run_arguments, step_prompts
 
 EOS_IDS = (0, 2)  # <|endoftext|>, <|im_end|> of the tiny tokenizer
 
@@ -58,8 +57,8 @@ def run(
 
     bessel: rescale the group-std advantages to TRL's Bessel-corrected std (x sqrt((G-1)/G)), to
     test whether the std convention changes training (item 6 in bench/README.md)."""
-    import lightning as L
     import torch
+    from trainer import quiet_trainer
 
     from callbacks.rollout_source import RolloutSource
     from flowsteer.rl.advantages import compute_advantages
@@ -174,18 +173,7 @@ def run(
         max_grad_norm=work.max_grad_norm,
         seed=work.seed,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[WorkloadSource()],
-    )
+    trainer = quiet_trainer(steps, [WorkloadSource()])
     trainer.fit(module)
     loop.close()
     rows = [dict(times[i]) for i in range(steps)]
@@ -193,16 +181,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--fixed-length", action="store_true")
+    parser = run_arguments(__doc__.split("\n")[0])
     parser.add_argument(
         "--bessel", action="store_true", help="advantages with TRL's Bessel-corrected std"
-    )
-    parser.add_argument(
-        "--cpu-clock", action="store_true", help="time.process_time instead of wall time"
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

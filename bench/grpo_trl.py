@@ -10,7 +10,6 @@ Prints one JSON line with per-step seconds (wall or CPU clock) and rewards.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpo_workload import Workload, prompts, reward
+from grpo_workload import Workload, prompts, reward, run_arguments
 
 
 def run(
@@ -126,14 +125,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--fixed-length", action="store_true")
-    parser.add_argument(
-        "--cpu-clock", action="store_true", help="time.process_time instead of wall time"
-    )
+    parser = run_arguments(__doc__.split("\n")[0])
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     out = run(args.model, args.threads, args.steps, args.fixed_length, args.cpu_clock, Workload())

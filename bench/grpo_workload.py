@@ -6,6 +6,7 @@ prompts in the same order and the same reward, and `vs_trl.py` only has to pair 
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ class Workload:
     max_grad_norm: float = 1.0
     target: str = "x"
     seed: int = SEED
+
+
+def run_arguments(description: str) -> argparse.ArgumentParser:
+    """The command line both trainers' scripts take (`vs_trl.py` passes the same flags to each)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--fixed-length", action="store_true")
+    parser.add_argument(
+        "--cpu-clock", action="store_true", help="time.process_time instead of wall time"
+    )
+    return parser
 
 
 def prompts(n: int) -> list[str]:

@@ -28,6 +28,23 @@ from flowsteer.rollout.trajectory import Trajectory
 from lightning_modules.cwrpo_module import CWRPOModule
 
 
+def quiet_trainer(max_epochs: int, callbacks: list[L.Callback]) -> L.Trainer:
+    """A CPU `Trainer` that only trains: no logger, checkpoints, progress bar, summary or
+    validation, so the benchmarks time the loop and nothing around it."""
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
+
+
 def make_buffer(rows: int, length: int, vocab: int, seed: int) -> RolloutBatch:
     generator = torch.Generator().manual_seed(seed)
     trajectories = []
@@ -71,17 +88,7 @@ def lightning_run(
         log_entropy=False,
     )
     buffer = Buffer(batch)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=args.iterations,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[buffer],
-    )
+    trainer = quiet_trainer(args.iterations, [buffer])
     trainer.fit(module, train_dataloaders=None, datamodule=_NoData())
     return buffer.seconds, buffer.tokens
 
