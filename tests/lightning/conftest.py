@@ -118,3 +118,25 @@ def run_fit(config: Path, *extra: str, timeout_s: float, env: dict | None = None
         pytest.fail(f"fit did not finish in {timeout_s} s (hung collective?):\n{output[-3000:]}")
     assert process.returncode == 0, output[-4000:]
     return output
+
+
+def run_engine_fit(config: Path, root: Path, *extra: str, timeout_s: float) -> str:
+    """`run_fit` of a multi-rank run with in-process or server engines: metrics to a CSV logger
+    under ``root`` (``root/csv/version_*/metrics.csv``), no progress bar, and vLLM's engine
+    core left in the trainer's process (the launcher's environment must not override it)."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    return run_fit(
+        config,
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={root}",
+        "--trainer.logger.name=csv",
+        "--trainer.enable_progress_bar=false",
+        *extra,
+        timeout_s=timeout_s,
+        env=env,
+    )

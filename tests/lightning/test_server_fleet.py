@@ -37,7 +37,7 @@ import pytest
 import torch
 import yaml
 
-from tests.lightning.conftest import run_fit
+from tests.lightning.conftest import run_engine_fit
 from tests.lightning.lora_setter import lora_b_key, seeded_lora_b
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,20 +233,7 @@ class Run:
 
 def _fit(config: Path, root: Path, fleet: list[Replica], *extra: str) -> Run:
     marks = [replica.log_size() for replica in fleet]
-    env = dict(os.environ)
-    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-    run_fit(
-        config,
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-        f"--trainer.logger.save_dir={root}",
-        "--trainer.logger.name=csv",
-        "--trainer.enable_progress_bar=false",
-        *extra,
-        timeout_s=FIT_TIMEOUT_S,
-        env=env,
-    )
+    run_engine_fit(config, root, *extra, timeout_s=FIT_TIMEOUT_S)
     return Run(root, [replica.events(mark) for replica, mark in zip(fleet, marks, strict=True)])
 
 

@@ -14,13 +14,12 @@ them (about 4 minutes together on a loaded 2-core machine)."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lightning.conftest import run_fit
+from tests.lightning.conftest import run_engine_fit
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "paper_cpu_2rank.yaml"
@@ -53,20 +52,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit(config: Path, root: Path, *extra: str) -> str:
-    env = dict(os.environ)
-    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-    return run_fit(
-        config,
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-        f"--trainer.logger.save_dir={root}",
-        "--trainer.logger.name=csv",
-        "--trainer.enable_progress_bar=false",
-        *extra,
-        timeout_s=TIMEOUT_S,
-        env=env,
-    )
+    return run_engine_fit(config, root, *extra, timeout_s=TIMEOUT_S)
 
 
 def _metric(root: Path, name: str) -> list[float]:
