@@ -38,7 +38,7 @@ def test_steer_one_workflow_in_a_pty(tmp_path):
         "--question", "What is 6 * 7?", "--kind", "math", "--save", str(save),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]), "COLUMNS": "100"}
-    child = pexpect.spawn(sys.executable, args, cwd=str(ROOT), env=env, timeout=40,
+    child = pexpect.spawn(sys.executable, args, cwd=str(ROOT), env=env, timeout=120,
                           encoding="utf-8", dimensions=(60, 100))  # fmt: skip
     try:
         child.expect("flowsteer> ")
