@@ -174,10 +174,15 @@ def run(
         seed=work.seed,
     )
     trainer = quiet_trainer(steps, [WorkloadSource()])
+    conditions = {
+        "weights": str(next(policy.model.parameters()).dtype).removeprefix("torch."),
+        "autocast": "no" if trainer.precision in ("32-true", "32") else trainer.precision,
+        "gradient_checkpointing": bool(policy.model.is_gradient_checkpointing),
+    }
     trainer.fit(module)
     loop.close()
     rows = [dict(times[i]) for i in range(steps)]
-    return {"trainer": "flowsteer", "steps": rows, "rewards": rewards}
+    return {"trainer": "flowsteer", "steps": rows, "rewards": rewards, "conditions": conditions}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,11 @@
 """TRL's side of `vs_trl.py`: the same workload through TRL's `GRPOTrainer` (run in bench/.venv-trl).
 
 Same model directory, prompts, reward, step shape (G x P completions, one optimizer step per
-generation, mu = 1), AdamW without weight decay, constant LR, fp32, CPU. TRL draws the prompt
+generation, mu = 1), AdamW without weight decay, constant LR, fp32, CPU. Two TRL defaults are
+turned off because they change the work itself: `bf16=True` (autocast, also on CPU: bf16 matmuls
+in the update and in generation) and `gradient_checkpointing=True` (the backward recomputes the
+forward). The run reports its `conditions` and `vs_trl.py` refuses to pair a run whose
+conditions differ from FlowSteer's. TRL draws the prompt
 order with its own sampler (the prompts are of one length class, so the work per step matches).
 Prints one JSON line with per-step seconds (wall or CPU clock) and rewards.
 
@@ -80,6 +84,9 @@ def run(
         output_dir=tempfile.mkdtemp(prefix="vs_trl_"),
         seed=work.seed,
         use_cpu=True,
+        bf16=False,  # TRL defaults it on, also on CPU (autocast): the workload is fp32
+        fp16=False,
+        gradient_checkpointing=False,  # TRL's default is on; FlowSteer's Policy default is off
         per_device_train_batch_size=size,
         gradient_accumulation_steps=1,
         steps_per_generation=1,
@@ -115,13 +122,18 @@ def run(
         processing_class=tok,
         callbacks=[StepClock()],
     )
+    conditions = {
+        "weights": str(trainer.model.dtype).removeprefix("torch."),
+        "autocast": trainer.accelerator.mixed_precision,
+        "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing),
+    }
     trainer.train()
     rows = []
     for i in range(steps):
         r = dict(times[i])
         r["fwdbwd"] = r.get("train_step", 0.0) - r.get("prepare", 0.0)
         rows.append(r)
-    return {"trainer": "trl", "steps": rows, "rewards": rewards}
+    return {"trainer": "trl", "steps": rows, "rewards": rewards, "conditions": conditions}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,10 @@ the paired ratios FlowSteer/TRL (< 1: FlowSteer faster). TRL runs from its own v
 (`scripts/setup_trl_bench.sh` builds bench/.venv-trl); see bench/README.md.
 
     python bench/vs_trl.py --models tiny small --threads 1 2 --rounds 2 --fixed-length [--cpu-clock] [--json out.json]
+
+Both sides run fp32 weights and compute, without autocast or gradient checkpointing (each run
+reports its `conditions`, checked before pairing), with OpenMP waiting passively and, unless
+`--default-allocator`, the same glibc malloc thresholds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,41 @@ from grpo_workload import MODELS, build_model, paired_ratios, ratio_table  # noq
 ROOT = HERE.parent
 DEFAULT_TRL_PYTHON = HERE / ".venv-trl" / "bin" / "python"
 
+CONDITIONS = {"weights": "float32", "autocast": "no", "gradient_checkpointing": False}
+"""What both runs must report (`conditions` in their JSON): each changes the work itself."""
+
+
+def check_conditions(run: dict, who: str) -> None:
+    """Refuse a run that did not hold the workload's conditions (TRL's defaults break two)."""
+    got = run.get("conditions")
+    if got is None:
+        raise ValueError(f"the {who} run reports no 'conditions'; cannot check it is comparable")
+    wrong = [f"{k}={got.get(k)!r} (want {v!r})" for k, v in CONDITIONS.items() if got.get(k) != v]
+    if wrong:
+        raise ValueError(f"the {who} run is not comparable: {', '.join(wrong)}")
+
+
+def run_env(threads: int, same_allocator: bool = True) -> dict[str, str]:
+    """The environment of both trainers' processes.
+
+    OpenMP waits passively, so a thread that waits on a shared machine does not bill spin time.
+    With `same_allocator` both processes get, through glibc's environment variables, the malloc
+    thresholds `CWRPOModule` sets in its own process on CPU (`retain_host_memory`): the allocator
+    belongs to the process, and a fair comparison holds it fixed."""
+    from flowsteer.rl.host_memory import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if same_allocator:
+        env["MALLOC_TRIM_THRESHOLD_"] = str(TRIM_THRESHOLD)
+        env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
+    return env
+
 
 def summarise(run: dict) -> dict[str, float]:
     """Median step / fwd+bwd / generation seconds of one run, the first (warm-up) step left out."""
@@ -34,15 +73,15 @@ def summarise(run: dict) -> dict[str, float]:
 
 
 def run_one(
-    python: str, script: str, model: Path, threads: int, steps: int, flags: list[str]
+    python: str,
+    script: str,
+    model: Path,
+    threads: int,
+    steps: int,
+    flags: list[str],
+    env: dict[str, str],
 ) -> dict:
     """One trainer run in a fresh process; its last stdout line is the JSON result."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "OMP_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-    }
     cmd = [
         python,
         str(HERE / script),
@@ -94,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model-root", default=str(ROOT / "runs" / "bench"), help="where the models are built"
     )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave TRL's process on glibc's default malloc thresholds (FlowSteer keeps its own)",
+    )
     parser.add_argument("--json", default=None, help="also write every run and ratio here")
     args = parser.parse_args(argv)
     if not Path(args.trl_python).exists():
@@ -116,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                 for who, python, script in (
                     pair if r % 2 == 0 else pair[::-1]
                 ):  # alternate who goes first
-                    result = run_one(python, script, model, threads, args.steps, flags)
+                    env = run_env(threads, not args.default_allocator)
+                    result = run_one(python, script, model, threads, args.steps, flags, env)
+                    check_conditions(result, who)
                     (ours if who == "flowsteer" else theirs).append(summarise(result))
                     record.append({"model": name, "threads": threads, "round": r, **result})
                     print(

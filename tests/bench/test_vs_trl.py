@@ -69,6 +69,35 @@ def test_load_line_gives_the_load_the_runs_saw() -> None:
     assert vs_trl.load_line([{"steps": []}]) == ""
 
 
+def test_conditions_refuse_a_run_that_changes_the_work() -> None:
+    vs_trl.check_conditions({"conditions": dict(vs_trl.CONDITIONS)}, "trl")
+    trl_defaults = {"weights": "float32", "autocast": "bf16", "gradient_checkpointing": True}
+    with pytest.raises(ValueError) as err:
+        vs_trl.check_conditions({"conditions": trl_defaults}, "trl")
+    message = str(err.value)
+    assert "trl run is not comparable" in message
+    assert "autocast='bf16' (want 'no')" in message
+    assert "gradient_checkpointing=True (want False)" in message
+    assert "weights" not in message
+    with pytest.raises(ValueError, match="flowsteer run reports no 'conditions'"):
+        vs_trl.check_conditions({"steps": []}, "flowsteer")
+
+
+def test_both_processes_get_the_same_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowsteer.rl.host_memory import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+    for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    env = vs_trl.run_env(2)
+    assert env["OMP_NUM_THREADS"] == "2" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["MALLOC_TRIM_THRESHOLD_"] == str(TRIM_THRESHOLD)
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD)
+    default = vs_trl.run_env(1, same_allocator=False)
+    assert "MALLOC_TRIM_THRESHOLD_" not in default and "MALLOC_MMAP_THRESHOLD_" not in default
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a caller's choice is kept
+    assert vs_trl.run_env(1)["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_missing_trl_venv_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         vs_trl.main(["--trl-python", str(tmp_path / "nope")])
@@ -94,6 +123,7 @@ def test_flowsteer_side_trains_fixed_length(tiny: Path) -> None:
     )
     assert len(out["steps"]) == 2 and len(out["rewards"]) == 2
     assert all(s["step"] > 0 and s["fwdbwd"] > 0 and s["gen"] > 0 for s in out["steps"])
+    assert out["conditions"] == vs_trl.CONDITIONS
 
 
 @pytest.mark.slow
@@ -102,9 +132,12 @@ def test_flowsteer_side_trains_fixed_length(tiny: Path) -> None:
     reason=f"no TRL bench venv at {TRL_PYTHON} (scripts/setup_trl_bench.sh)",
 )
 def test_trl_side_runs_in_its_venv(tiny: Path) -> None:
-    result = vs_trl.run_one(str(TRL_PYTHON), "grpo_trl.py", tiny, 1, 2, ["--fixed-length"])
+    env = vs_trl.run_env(1)
+    result = vs_trl.run_one(str(TRL_PYTHON), "grpo_trl.py", tiny, 1, 2, ["--fixed-length"], env)
     assert result["trainer"] == "trl" and len(result["steps"]) == 2
     assert all(s["step"] > 0 for s in result["steps"])
+    # TRL's own defaults (bf16 autocast, gradient checkpointing) are off: fp32, like FlowSteer.
+    assert result["conditions"] == vs_trl.CONDITIONS
 
 
 def test_setup_script_parses() -> None:
