@@ -1,24 +1,29 @@
-"""`HFEngine`: the `Engine` on transformers ``generate`` with the live policy model (CPU).
+"""`HFEngine`: the `Engine` on the live policy model, with its own KV-cached decoding loop (CPU).
 
-Batched with left padding. Sampling is done by one logits processor that draws every row's
-token from that row's own ``torch.Generator`` (seeded from the request's seed) and hands
-``generate`` a one-hot choice, so:
+The prompts are prefilled in one left-padded batch, then every still-active row decodes one
+token per step; a row leaves the batch, and its KV cache rows are dropped, as soon as it samples
+one of its own stop ids or reaches its own budget. That is what transformers' ``generate`` does
+not do (it runs finished rows until the last one ends, and stops a whole batch on one shared
+stop set), and it skips ``generate``'s per-step machinery (logits processors, a second draw).
+Sampling is `RowSampler`'s: every row draws from its own counter-based stream (seeded from the
+request's seed), so:
 
-* each request has its own temperature, top-k, top-p, token budget and seed inside one batch;
+* each request has its own temperature, top-k, top-p, token budget, stop ids and seed inside
+  one batch;
 * a seeded request samples the same tokens whatever else is in the batch (up to the float
-  noise that padding can add to the logits), like vLLM's per-request seeds.
+  noise that padding can add to the logits), like vLLM's per-request seeds;
+* decoding never draws from torch's global RNG.
 
 Log-probs: the returned log-prob of a sampled token is under the TEMPERED model distribution,
-``log_softmax(logits / T)`` of the unprocessed logits (read from ``generate``'s
-``output_logits``) at the request's `SamplingParams.logprob_temperature`, before top-k/top-p.
+``log_softmax(logits / T)`` of the unprocessed logits at the request's `SamplingParams.logprob_temperature`, before top-k/top-p.
 That is what the trainer recomputes (`Policy.token_logprobs` at the sampling temperature), so
 without truncation engine and trainer agree exactly and TIS measures only real mismatch. With
 top-k/top-p the token was drawn from the truncated, renormalised distribution, whose log-prob is
 higher by minus the log of the kept mass; neither side counts that (see `VLLMEngine`, which does).
 
 Constraints. A request may carry a grammar (`GenerationRequest.constraint` with an ``ebnf``
-text, e.g. `ActionConstraint`); its row gets an xgrammar ``GrammarMatcher`` inside the same
-per-row sampler, so constrained and unconstrained rows share a batch. Each step the matcher's
+text, e.g. `ActionConstraint`); its row gets an xgrammar ``GrammarMatcher`` in the same
+per-row sampling step, so constrained and unconstrained rows share a batch. Each step the matcher's
 bitmask sets the disallowed logits to -inf after tempering (and before top-k/top-p), the
 sampled token advances the matcher, and once the grammar is complete only the request's stop
 tokens are allowed, which ends the turn. The log-prob of a constrained token is under the
@@ -40,7 +45,6 @@ from flowsteer.rollout.engine import (
     FinishReason,
     Generation,
     GenerationRequest,
-    SamplingParams,
     grammar_text,
 )
 from flowsteer.rollout.row_sampler import RowSampler
@@ -49,112 +53,116 @@ if TYPE_CHECKING:
     from flowsteer.rl.policy import Policy
 
 
-class _RowSampler:
-    """A logits processor that samples each row with its own settings and generator."""
+class _Rows:
+    """Per-row decoding state of one batch: how each row samples, stops and is constrained.
+
+    Rows are addressed by their index in the batch; `choose` works on the still-active subset
+    (finished rows leave the batch), so every per-row tensor is indexed by ``active``.
+    """
 
     def __init__(
         self,
-        params: Sequence[SamplingParams],
-        prompt_len: int,
-        force_id: int | None,
-        matchers: Sequence[Any | None] = (),
-        vocab_size: int = 0,
+        requests: Sequence[GenerationRequest],
+        matchers: Sequence[Any | None],
+        vocab_size: int,
     ):
-        self.prompt_len = prompt_len
-        self.force_id = force_id
-        self.params = list(params)
+        params = [r.sampling for r in requests]
         self.draw = RowSampler(
-            [p.temperature for p in self.params],
-            [p.top_k for p in self.params],
-            [p.top_p for p in self.params],
-            [p.seed for p in self.params],
+            [p.temperature for p in params],
+            [p.top_k for p in params],
+            [p.top_p for p in params],
+            [p.seed for p in params],
         )
-        self.max_tokens = torch.tensor([p.max_tokens for p in self.params], dtype=torch.long)
-        self.min_tokens = torch.tensor([p.min_tokens for p in self.params], dtype=torch.long)
-        self.stop_ids = torch.tensor(sorted({t for p in self.params for t in p.stop_token_ids}))
-        # Constrained rows: an xgrammar matcher each; what they sampled is recorded per step.
-        self.matchers = list(matchers) or [None] * len(self.params)
-        self.logprobs: list[list[float]] = [[] for _ in self.params]
-        self.masses: list[list[float]] = [[] for _ in self.params]
-        self.errors: list[str | None] = [None] * len(self.params)
+        self.active_draw = self.draw
+        self.max_tokens = [p.max_tokens for p in params]
+        self.min_tokens = torch.tensor([p.min_tokens for p in params], dtype=torch.long)
+        self.stops = [frozenset(p.stop_token_ids) for p in params]
+        self.logprob_temperature = torch.tensor([p.logprob_temperature for p in params])
+        # [B, V] stop ids by row, only where some row holds them back (min_tokens).
+        self.stop_mask: torch.Tensor | None = None
+        if any(p.min_tokens > 0 and p.stop_token_ids for p in params):
+            self.stop_mask = torch.zeros(len(params), vocab_size, dtype=torch.bool)
+            for row, stops in enumerate(self.stops):
+                self.stop_mask[row, [t for t in stops if 0 <= t < vocab_size]] = True
+        # Constrained rows: an xgrammar matcher each.
+        self.matchers = list(matchers)
+        self.masses: list[list[float]] = [[] for _ in params]
+        self.errors: list[str | None] = [None] * len(params)
         self.bitmask = None
-        if any(m is not None for m in self.matchers):
-            import xgrammar
 
-            self.bitmask = xgrammar.allocate_token_bitmask(len(self.params), vocab_size)
+    def select(self, active: torch.Tensor) -> None:
+        """The rows still decoding, by batch index, ascending."""
+        self.active_draw = self.draw.select(active)
 
-    def _constrained_rows(self, step: int) -> list[int]:
-        """Rows whose grammar still chooses the next token."""
-        return [
-            row
-            for row, m in enumerate(self.matchers)
-            if m is not None
-            and self.errors[row] is None
-            and step < int(self.max_tokens[row])
-            and not m.is_terminated()
+    def choose(self, logits: torch.Tensor, active: list[int], step: int):
+        """``(tokens [A], logprobs [A])`` of the active rows from their raw logits ``[A, V]``.
+
+        A free row's log-prob is of ``log_softmax(logits / T)`` at its logprob temperature,
+        before top-k/top-p and before ``min_tokens`` holds its stop ids (what the trainer
+        recomputes); a constrained row's is renormalised over the tokens its grammar allows.
+        """
+        index = torch.tensor(active)
+        scaled = self.active_draw.tempered(logits)  # [A, V]
+        free_lp = (logits / self.logprob_temperature[index][:, None]).log_softmax(-1)  # [A, V]
+        constrained = [
+            j
+            for j, row in enumerate(active)
+            if self.matchers[row] is not None and not self.matchers[row].is_terminated()
         ]
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        step = input_ids.shape[1] - self.prompt_len
-        logits = scores.float().cpu()  # [B, V]
-        scaled = self.draw.tempered(logits)
-        rows = self._constrained_rows(step)
-        # Log-probs and the allowed mass are read from the TEMPERED logits (greedy rows: T = 1),
-        # the distribution the trainer recomputes; constrained rows renormalise over the grammar.
         tempered = scaled
-        if rows:
+        if constrained:
             import xgrammar
 
-            for row in rows:
-                self.matchers[row].fill_next_token_bitmask(self.bitmask, row)
+            if self.bitmask is None:
+                self.bitmask = xgrammar.allocate_token_bitmask(len(self.matchers), logits.shape[1])
+            for j in constrained:
+                self.matchers[active[j]].fill_next_token_bitmask(self.bitmask, j)
             tempered = scaled.clone()
             # Mask after tempering (and before top-k/top-p): a -inf logit stays -inf at any
             # temperature, so the sampled distribution is the tempered one over allowed tokens.
-            xgrammar.apply_token_bitmask_inplace(scaled, self.bitmask, indices=rows)
-        masked = self._hold_stops(scaled, step)
-        chosen = self.draw.sample(masked, step)
-        if rows:
-            self._advance(rows, tempered, masked, chosen, step)
-        if self.force_id is not None:
-            # Past its own budget a row emits a stop id so generate marks it done; the engine
-            # cuts the row at its budget, so this token is never returned.
-            chosen = torch.where(step >= self.max_tokens, self.force_id, chosen)
-        out = torch.full_like(scores, float("-inf"))
-        out[torch.arange(out.shape[0]), chosen.to(out.device)] = 0.0
-        return out
+            xgrammar.apply_token_bitmask_inplace(scaled, self.bitmask, indices=constrained)
+        masked = self._hold_stops(scaled, index, step)
+        chosen = self.active_draw.sample(masked, step)  # [A]
+        logprobs = free_lp.gather(1, chosen[:, None]).squeeze(1)  # [A]
+        if constrained:
+            logprobs = self._advance(constrained, active, tempered, masked, chosen, logprobs, step)
+        return chosen, logprobs
 
-    def _hold_stops(self, scaled: torch.Tensor, step: int) -> torch.Tensor:
+    def _hold_stops(self, scaled: torch.Tensor, index: torch.Tensor, step: int) -> torch.Tensor:
         """Rows short of their ``min_tokens`` cannot stop: their stop ids get -inf (unless
         nothing else is allowed, e.g. a grammar that has ended)."""
-        early = (step < self.min_tokens).nonzero().flatten()
-        if not len(early) or not len(self.stop_ids):
+        early = step < self.min_tokens[index]  # [A]
+        if self.stop_mask is None or not bool(early.any()):
             return scaled
-        held = scaled.clone()
-        held[early[:, None], self.stop_ids[None, :]] = float("-inf")
-        stuck = torch.isinf(held[early]).all(dim=-1)
-        held[early[stuck]] = scaled[early[stuck]]
-        return held
+        hold = self.stop_mask[index] & early[:, None]  # [A, V]
+        held = scaled.masked_fill(hold, float("-inf"))
+        stuck = torch.isinf(held).all(dim=-1)  # [A]
+        return torch.where(stuck[:, None], scaled, held)
 
     def _advance(
         self,
-        rows: list[int],
+        constrained: list[int],
+        active: list[int],
         logits: torch.Tensor,
         masked: torch.Tensor,
         chosen: torch.Tensor,
+        logprobs: torch.Tensor,
         step: int,
-    ) -> None:
-        """Record each constrained row's log-prob (renormalised over the allowed tokens) and
-        allowed mass, and advance its matcher with the sampled token."""
-        index = torch.tensor(rows)
+    ) -> torch.Tensor:
+        """Constrained rows' log-probs (renormalised over the allowed tokens) and allowed mass;
+        each row's matcher takes its sampled token."""
+        index = torch.tensor(constrained)
         raw_norm = logits[index].logsumexp(dim=-1)  # [R]
         allowed_norm = masked[index].logsumexp(dim=-1)  # [R]
         picked = masked[index, chosen[index]]  # [R]
-        for j, row in enumerate(rows):
-            token = int(chosen[row])
-            self.logprobs[row].append(float(picked[j] - allowed_norm[j]))
-            self.masses[row].append(float((allowed_norm[j] - raw_norm[j]).exp()))
+        logprobs = logprobs.clone()
+        logprobs[index] = picked - allowed_norm
+        for j, mass in zip(constrained, (allowed_norm - raw_norm).exp().tolist(), strict=True):
+            row, token = active[j], int(chosen[j])
+            self.masses[row].append(mass)
             if not self.matchers[row].accept_token(token):
                 self.errors[row] = f"the grammar rejected token {token} at step {step}"
+        return logprobs
 
 
 class HFEngine:
@@ -167,8 +175,8 @@ class HFEngine:
         batch_size: Most requests per ``generate`` call; ``None``: all at once.
         own_weights: ``model`` is the engine's own copy of the policy (asynchronous rollouts,
             where the update runs during generation): `sync_weights` copies the policy's
-            weights into it, and generation draws nothing from the global torch RNG (the rows'
-            own generators choose every token), which the trainer's thread owns.
+            weights into it. (Decoding never draws from the global torch RNG, which the
+            trainer's thread owns; only a request without a seed takes one from it, up front.)
     """
 
     def __init__(
@@ -248,100 +256,99 @@ class HFEngine:
                 raise ValueError(f"request {i} has an empty prompt")
             if r.sampling.max_tokens < 1:
                 raise ValueError(f"request {i}: max_tokens must be at least 1")
-        # Rows stop on their group's stop ids, so requests with different stop sets never share
-        # a generate call (a row must not stop on another request's stop token).
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(tuple(r.sampling.stop_token_ids), []).append(i)
-        results: list[Generation | None] = [None] * len(requests)
+        results: list[Generation] = []
         was_training = self.model.training
         self.model.eval()
         try:
-            for stops, members in groups.items():
-                step = self.batch_size or len(members)
-                for start in range(0, len(members), step):
-                    chunk = members[start : start + step]
-                    generated = self._generate([requests[i] for i in chunk], stops)
-                    for i, g in zip(chunk, generated, strict=True):
-                        results[i] = g
+            step = self.batch_size or len(requests)
+            for start in range(0, len(requests), step):
+                results += self._generate(requests[start : start + step])
         finally:
             self.model.train(was_training)
-        return [g for g in results if g is not None]
+        return results
 
-    @torch.no_grad()
-    def _generate(
-        self, requests: Sequence[GenerationRequest], stops: tuple[int, ...]
-    ) -> list[Generation]:
-        from transformers import GenerationConfig, LogitsProcessorList
+    def _forward(self, input_ids, attention_mask, position_ids, cache) -> torch.Tensor:
+        """``[B, V]`` float32 logits of each row's last position, the cache extended."""
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1].float().cpu()
+
+    @torch.inference_mode()
+    def _generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Prefill the left-padded prompts, then one token per active row per step; a row leaves
+        the batch (and the KV cache) as soon as it stops or reaches its budget."""
+        from transformers import DynamicCache
 
         device = next(self.model.parameters()).device
         width = max(len(r.prompt_ids) for r in requests)
         input_ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
+        mask = torch.zeros((len(requests), width), dtype=torch.long)
         for row, r in enumerate(requests):
             n = len(r.prompt_ids)
             input_ids[row, width - n :] = torch.tensor(list(r.prompt_ids), dtype=torch.long)
-            attention_mask[row, width - n :] = 1
-        max_new = max(r.sampling.max_tokens for r in requests)
+            mask[row, width - n :] = 1
         matchers = [
             None
             if r.constraint is None
-            else self._matcher(grammar_text(r.constraint, "", i), stops)
+            else self._matcher(grammar_text(r.constraint, "", i), tuple(r.sampling.stop_token_ids))
             for i, r in enumerate(requests)
         ]
-        sampler = _RowSampler(
-            [r.sampling for r in requests],
-            width,
-            stops[0] if stops else None,
-            matchers,
-            self.vocab_size if any(m is not None for m in matchers) else 0,
-        )
-        # The sampler hands generate a one-hot row: argmax picks the same token as a draw,
-        # without the global RNG (an own-weights engine runs beside the trainer's thread).
-        draw = {} if self.own_weights else {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
-        config = GenerationConfig(
-            do_sample=not self.own_weights,
-            **draw,
-            max_new_tokens=max_new,
-            eos_token_id=list(stops),  # [] (not None: that means "the model's default")
-            pad_token_id=self.pad_token_id,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        out = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([sampler]),
-        )
-        new = out.sequences[:, width:].cpu()  # [B, N]
-        logits = torch.stack(out.logits, dim=1).float().cpu()  # [B, N, V], raw
-        # The distribution each row sampled from (before top-k/top-p), as the trainer scores it.
-        temperature = torch.tensor([r.sampling.logprob_temperature for r in requests])  # [B]
-        tempered = logits / temperature[:, None, None]  # [B, N, V]
-        logprobs = tempered.log_softmax(dim=-1).gather(2, new[:, :, None]).squeeze(2)  # [B, N]
+        rows = _Rows(requests, matchers, self.vocab_size)
+        cache = DynamicCache(config=self.model.config)
+        mask = mask.to(device)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, W]
+        logits = self._forward(input_ids.to(device), mask, position, cache)  # [B, V]
+        position = position[:, -1:] + 1  # [A, 1]: the next token's position
+        active = list(range(len(requests)))
+        tokens: list[list[int]] = [[] for _ in requests]
+        logprobs: list[list[float]] = [[] for _ in requests]
+        reasons: list[FinishReason] = ["length"] * len(requests)
+        for step in range(max(r.sampling.max_tokens for r in requests)):
+            chosen, lps = rows.choose(logits, active, step)
+            keep = []
+            for j, (row, token, lp) in enumerate(
+                zip(active, chosen.tolist(), lps.tolist(), strict=True)
+            ):
+                tokens[row].append(token)
+                logprobs[row].append(lp)
+                if rows.errors[row] is not None:
+                    reasons[row] = "abort"
+                elif token in rows.stops[row]:
+                    reasons[row] = "stop"
+                elif len(tokens[row]) < rows.max_tokens[row]:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(active):  # finished rows leave the batch and the cache
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index.to(device))
+                mask, position, chosen = (
+                    mask[index.to(device)],
+                    position[index.to(device)],
+                    chosen[index],
+                )
+                active = [active[j] for j in keep]
+                rows.select(torch.tensor(active))
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            logits = self._forward(chosen[:, None].to(device), mask, position, cache)
+            position = position + 1
         results = []
-        stop_set = set(stops)
-        for row, r in enumerate(requests):
-            ids = new[row, : r.sampling.max_tokens].tolist()
-            lps = logprobs[row, : r.sampling.max_tokens].tolist()
-            cut = next((k for k, t in enumerate(ids) if t in stop_set), None)
-            reason: FinishReason = "length"
-            if cut is not None:
-                ids, lps, reason = ids[: cut + 1], lps[: cut + 1], "stop"
-            if matchers[row] is None:
-                results.append(Generation(ids, lps, reason))
+        for row in range(len(requests)):
+            if rows.errors[row] is not None:
+                message = f"constrained decoding: {rows.errors[row]}"
+                results.append(Generation(tokens[row], logprobs[row], "abort", message))
                 continue
-            lps = sampler.logprobs[row][: len(ids)]
-            masses = sampler.masses[row][: len(ids)]
-            error = sampler.errors[row]
-            if error is None and len(lps) != len(ids):
-                error = f"the grammar matcher saw {len(lps)} of {len(ids)} tokens"
-            if error is not None:
-                results.append(Generation(ids, lps, "abort", f"constrained decoding: {error}"))
-                continue
+            masses = rows.masses[row]
             mass = sum(masses) / len(masses) if masses else None
-            results.append(Generation(ids, lps, reason, constraint_mass=mass))
+            results.append(
+                Generation(tokens[row], logprobs[row], reasons[row], constraint_mass=mass)
+            )
         return results
 
 

@@ -110,6 +110,62 @@ def test_seeded_requests_reproduce_whatever_the_batch(policy):
     assert len(batch[0].token_ids) == 6  # its own budget inside a longer batch
 
 
+def test_rows_stop_on_their_own_stop_ids_in_one_batch(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question answer")
+    free = generate(engine, [GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4))])[0]
+    a, b = free.token_ids[2], free.token_ids[6]
+    first_a, first_b = free.token_ids.index(a), free.token_ids.index(b)
+    assert first_a < first_b  # (the seed is chosen so that the two stops differ)
+    out = generate(
+        engine,
+        [
+            GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4, stop_token_ids=(b,))),
+            GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4, stop_token_ids=(a,))),
+            GenerationRequest(prompt, SamplingParams(max_tokens=10, seed=4)),
+        ],
+    )
+    # Each row stops on its own ids only (another row's stop id is an ordinary token to it).
+    assert out[0].token_ids == free.token_ids[: first_b + 1] and out[0].finish_reason == "stop"
+    assert out[1].token_ids == free.token_ids[: first_a + 1] and out[1].finish_reason == "stop"
+    assert out[2].token_ids == free.token_ids and out[2].finish_reason == "length"
+
+
+def test_finished_rows_leave_the_batch(policy):
+    """Each forward pass runs only the rows still decoding, and the survivors' samples and
+    log-probs are those they draw alone."""
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    prompt = tok.encode("the question answer")
+    budgets = [2, 5, 9]
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        out = generate(
+            engine,
+            [GenerationRequest(prompt, SamplingParams(max_tokens=n, seed=11)) for n in budgets],
+        )
+    finally:
+        hook.remove()
+    assert [len(g.token_ids) for g in out] == budgets
+    # The prefill, then one pass per token: 3 rows until the first budget, 2, then 1.
+    assert widths == [3] * 2 + [2] * 3 + [1] * 4
+    alone = generate(engine, [GenerationRequest(prompt, SamplingParams(max_tokens=9, seed=11))])[0]
+    assert out[2].token_ids == alone.token_ids
+    assert out[2].logprobs == pytest.approx(alone.logprobs, abs=1e-5)
+
+
+def test_decoding_leaves_the_global_rng_alone(policy):
+    model, tok = policy
+    engine = HFEngine(model, tok)
+    state = torch.get_rng_state()
+    generate(engine, [GenerationRequest(tok.encode("def"), SamplingParams(max_tokens=5, seed=2))])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_greedy_and_sampled_rows_share_a_batch(policy):
     model, tok = policy
     engine = HFEngine(model, tok)

@@ -53,7 +53,7 @@ def test_samples_what_the_shared_engine_samples_without_the_global_rng(models):
     expected = shared.generate_sync(_requests())
     state = torch.get_rng_state()
     got = private.generate_sync(_requests())
-    assert torch.equal(torch.get_rng_state(), state)  # argmax of the one-hot draw, no multinomial
+    assert torch.equal(torch.get_rng_state(), state)  # the rows draw from their own streams
     assert _ids(got) == _ids(expected)
     for a, b in zip(got, expected, strict=True):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
