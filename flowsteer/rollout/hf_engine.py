@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 class _Rows:
     """Per-row decoding state of one batch: how each row samples, stops and is constrained.
 
-    Rows are addressed by their index in the batch; `choose` works on the still-active subset
-    (finished rows leave the batch), so every per-row tensor is indexed by ``active``.
+    Rows are addressed by their index in the batch. `choose` works on the rows still decoding
+    (finished rows leave the batch); `select` sets them and indexes the per-row tensors once.
     """
 
     def __init__(
@@ -73,11 +73,9 @@ class _Rows:
             [p.top_p for p in params],
             [p.seed for p in params],
         )
-        self.active_draw = self.draw
         self.max_tokens = [p.max_tokens for p in params]
-        self.min_tokens = torch.tensor([p.min_tokens for p in params], dtype=torch.long)
+        self.min_tokens = [p.min_tokens for p in params]
         self.stops = [frozenset(p.stop_token_ids) for p in params]
-        self.logprob_temperature = torch.tensor([p.logprob_temperature for p in params])
         # [B, V] stop ids by row, only where some row holds them back (min_tokens).
         self.stop_mask: torch.Tensor | None = None
         if any(p.min_tokens > 0 and p.stop_token_ids for p in params):
@@ -89,21 +87,28 @@ class _Rows:
         self.masses: list[list[float]] = [[] for _ in params]
         self.errors: list[str | None] = [None] * len(params)
         self.bitmask = None
+        self.select(list(range(len(params))))
 
-    def select(self, active: torch.Tensor) -> None:
-        """The rows still decoding, by batch index, ascending."""
-        self.active_draw = self.draw.select(active)
+    def select(self, active: list[int]) -> None:
+        """The rows still decoding (batch indices, ascending)."""
+        self.active = active
+        index = torch.tensor(active)
+        self.active_draw = self.draw.select(index)
+        self.active_min_tokens = torch.tensor([self.min_tokens[row] for row in active])
+        self.held_until = max(self.min_tokens[row] for row in active)
+        self.active_stop_mask = None if self.stop_mask is None else self.stop_mask[index]
 
-    def choose(self, logits: torch.Tensor, active: list[int], step: int):
+    def choose(self, logits: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(tokens [A], logprobs [A])`` of the active rows from their raw logits ``[A, V]``.
 
-        A free row's log-prob is of ``log_softmax(logits / T)`` at its logprob temperature,
-        before top-k/top-p and before ``min_tokens`` holds its stop ids (what the trainer
-        recomputes); a constrained row's is renormalised over the tokens its grammar allows.
+        A free row's log-prob is of the tempered ``log_softmax(logits / T)`` (T = 1 for greedy
+        rows: `SamplingParams.logprob_temperature`), before top-k/top-p and before ``min_tokens``
+        holds its stop ids: what the trainer recomputes. A constrained row's is renormalised
+        over the tokens its grammar allows.
         """
-        index = torch.tensor(active)
+        active = self.active
         scaled = self.active_draw.tempered(logits)  # [A, V]
-        free_lp = (logits / self.logprob_temperature[index][:, None]).log_softmax(-1)  # [A, V]
+        norm = scaled.logsumexp(dim=-1)  # [A]
         constrained = [
             j
             for j, row in enumerate(active)
@@ -121,28 +126,26 @@ class _Rows:
             # Mask after tempering (and before top-k/top-p): a -inf logit stays -inf at any
             # temperature, so the sampled distribution is the tempered one over allowed tokens.
             xgrammar.apply_token_bitmask_inplace(scaled, self.bitmask, indices=constrained)
-        masked = self._hold_stops(scaled, index, step)
+        masked = self._hold_stops(scaled, step)
         chosen = self.active_draw.sample(masked, step)  # [A]
-        logprobs = free_lp.gather(1, chosen[:, None]).squeeze(1)  # [A]
+        logprobs = tempered.gather(1, chosen[:, None]).squeeze(1) - norm  # [A]
         if constrained:
-            logprobs = self._advance(constrained, active, tempered, masked, chosen, logprobs, step)
+            logprobs = self._advance(constrained, tempered, masked, chosen, logprobs, step)
         return chosen, logprobs
 
-    def _hold_stops(self, scaled: torch.Tensor, index: torch.Tensor, step: int) -> torch.Tensor:
+    def _hold_stops(self, scaled: torch.Tensor, step: int) -> torch.Tensor:
         """Rows short of their ``min_tokens`` cannot stop: their stop ids get -inf (unless
         nothing else is allowed, e.g. a grammar that has ended)."""
-        early = step < self.min_tokens[index]  # [A]
-        if self.stop_mask is None or not bool(early.any()):
+        if self.active_stop_mask is None or step >= self.held_until:
             return scaled
-        hold = self.stop_mask[index] & early[:, None]  # [A, V]
-        held = scaled.masked_fill(hold, float("-inf"))
+        early = step < self.active_min_tokens  # [A]
+        held = scaled.masked_fill(self.active_stop_mask & early[:, None], float("-inf"))
         stuck = torch.isinf(held).all(dim=-1)  # [A]
         return torch.where(stuck[:, None], scaled, held)
 
     def _advance(
         self,
         constrained: list[int],
-        active: list[int],
         logits: torch.Tensor,
         masked: torch.Tensor,
         chosen: torch.Tensor,
@@ -158,7 +161,7 @@ class _Rows:
         logprobs = logprobs.clone()
         logprobs[index] = picked - allowed_norm
         for j, mass in zip(constrained, (allowed_norm - raw_norm).exp().tolist(), strict=True):
-            row, token = active[j], int(chosen[j])
+            row, token = self.active[j], int(chosen[j])
             self.masses[row].append(mass)
             if not self.matchers[row].accept_token(token):
                 self.errors[row] = f"the grammar rejected token {token} at step {step}"
@@ -310,7 +313,7 @@ class HFEngine:
         logprobs: list[list[float]] = [[] for _ in requests]
         reasons: list[FinishReason] = ["length"] * len(requests)
         for step in range(max(r.sampling.max_tokens for r in requests)):
-            chosen, lps = rows.choose(logits, active, step)
+            chosen, lps = rows.choose(logits, step)
             keep = []
             for j, (row, token, lp) in enumerate(
                 zip(active, chosen.tolist(), lps.tolist(), strict=True)
@@ -334,7 +337,7 @@ class HFEngine:
                     chosen[index],
                 )
                 active = [active[j] for j in keep]
-                rows.select(torch.tensor(active))
+                rows.select(active)
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
             logits = self._forward(chosen[:, None].to(device), mask, position, cache)
             position = position + 1

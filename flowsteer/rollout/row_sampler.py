@@ -39,18 +39,26 @@ def _shr(x: Tensor, bits: int) -> Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
+def _mix(x: Tensor) -> Tensor:
+    """SplitMix64's finaliser: a bijection of int64 that scatters nearby inputs."""
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    return x ^ _shr(x, 31)
+
+
 def uniforms(seeds: Tensor, steps: Tensor) -> Tensor:
-    """``[B]`` float64 uniforms in [0, 1) from SplitMix64 of ``seed · φ + step`` per row.
+    """``[B]`` float64 uniforms in [0, 1) from SplitMix64 per row: state ``mix(seed)``, then
+    ``step + 1`` increments of φ, then the finaliser.
+
+    The seed is mixed before the step is added, so nearby seeds (0, 1, 2, ...) start far apart
+    and their streams are not shifted copies of one another.
 
     Args:
         seeds: ``[B]`` int64 seeds.
         steps: ``[B]`` int64 counters (the row's decoding step).
     """
-    x = seeds * _GOLDEN + (steps + 1) * _GOLDEN  # int64 arithmetic wraps, as SplitMix64 does
-    x = (x ^ _shr(x, 30)) * _MIX1
-    x = (x ^ _shr(x, 27)) * _MIX2
-    x = x ^ _shr(x, 31)
-    return _shr(x, 11).double() / float(1 << 53)  # the top 53 bits: exact in float64
+    x = _mix(seeds * _GOLDEN) + (steps + 1) * _GOLDEN  # int64 arithmetic wraps, as SplitMix64's
+    return _shr(_mix(x), 11).double() / float(1 << 53)  # the top 53 bits: exact in float64
 
 
 class RowSampler:

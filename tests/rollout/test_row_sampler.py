@@ -45,6 +45,20 @@ def test_uniforms_are_uniform_and_a_function_of_seed_and_step() -> None:
     assert abs(torch.corrcoef(torch.stack([u, other]))[0, 1]) < 0.03
 
 
+def test_nearby_seeds_give_independent_streams() -> None:
+    """Seeds 0, 1, 2, ... (what a user passes): the grid of every seed's first steps is as
+    uniform as one long stream, with no value repeated; no stream is another's shifted copy."""
+    seeds = torch.arange(200).repeat_interleave(100)
+    steps = torch.arange(100).repeat(200)
+    u = uniforms(seeds, steps)
+    assert len(torch.unique(u)) == len(u)
+    ks = (u.sort().values - (torch.arange(len(u)) + 0.5) / len(u)).abs().max()
+    assert ks < 0.015
+    grid = u.view(200, 100)
+    assert not torch.isin(grid[1, :-1], grid[0]).any()  # seed 1 is not seed 0 one step on
+    assert abs(torch.corrcoef(torch.stack([grid[0, 1:], grid[1, :-1]]))[0, 1]) < 0.35
+
+
 LOGITS = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, 1.5, -0.5, 0.2]])
 
 
