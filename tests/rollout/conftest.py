@@ -82,11 +82,12 @@ class ScriptedEngine:
 
 
 class RecordingEngine:
-    """Wraps a real engine and records every generate call's batch size."""
+    """Wraps a real engine and records every generate call's batch size and generations."""
 
     def __init__(self, inner: Engine) -> None:
         self.inner = inner
         self.batch_sizes: list[int] = []
+        self.generations: list[Generation] = []
 
     @property
     def weights_version(self) -> int:
@@ -97,7 +98,9 @@ class RecordingEngine:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         self.batch_sizes.append(len(requests))
-        return await self.inner.generate(requests)
+        out = await self.inner.generate(requests)
+        self.generations += out
+        return out
 
 
 class AnswerExecutor:

@@ -40,7 +40,12 @@ def test_one_generate_call_per_turn_for_all_active_episodes(policy, recording_en
     assert [t.task_id for t in trajs] == ["toy/0"] * 3 + ["toy/1"] * 3
     assert sorted(id(t) for t in done) == sorted(id(t) for t in trajs)
     assert all(t.turns == 3 and t.truncated and t.error is None for t in trajs)
-    assert all(t.policy_tokens == 36 for t in trajs)  # 3 turns cut at 12 tokens
+    # Each turn is cut at 12 tokens unless it sampled the end-of-turn id first.
+    assert all(
+        len(g.token_ids) == 12 if g.finish_reason == "length" else g.finish_reason == "stop"
+        for g in engine.generations
+    )
+    assert sum(t.policy_tokens for t in trajs) == sum(len(g.token_ids) for g in engine.generations)
 
 
 def test_batch_shrinks_when_an_episode_finishes(tiny_tokenizer, math_task, scripted_engine):
