@@ -130,7 +130,7 @@ class _Rows:
         chosen = self.active_draw.sample(masked, step)  # [A]
         logprobs = tempered.gather(1, chosen[:, None]).squeeze(1) - norm  # [A]
         if constrained:
-            logprobs = self._advance(constrained, tempered, masked, chosen, logprobs, step)
+            logprobs = self._advance(constrained, norm, masked, chosen, logprobs, step)
         return chosen, logprobs
 
     def _hold_stops(self, scaled: torch.Tensor, step: int) -> torch.Tensor:
@@ -146,16 +146,17 @@ class _Rows:
     def _advance(
         self,
         constrained: list[int],
-        logits: torch.Tensor,
+        norm: torch.Tensor,
         masked: torch.Tensor,
         chosen: torch.Tensor,
         logprobs: torch.Tensor,
         step: int,
     ) -> torch.Tensor:
         """Constrained rows' log-probs (renormalised over the allowed tokens) and allowed mass;
-        each row's matcher takes its sampled token."""
+        each row's matcher takes its sampled token. ``norm``: each active row's log-normaliser
+        of the tempered logits before any mask, ``[A]``."""
         index = torch.tensor(constrained)
-        raw_norm = logits[index].logsumexp(dim=-1)  # [R]
+        raw_norm = norm[index]  # [R]
         allowed_norm = masked[index].logsumexp(dim=-1)  # [R]
         picked = masked[index, chosen[index]]  # [R]
         logprobs = logprobs.clone()
@@ -169,7 +170,7 @@ class _Rows:
 
 
 class HFEngine:
-    """Samples turns with transformers ``generate`` on the live policy model.
+    """Samples turns on the live policy model with its own KV-cached decoding loop.
 
     Args:
         model: The policy (a transformers causal LM or a peft model wrapping one). Generation
