@@ -5,7 +5,7 @@ prompts and returns the sampled ids with their log-probs, exactly as it sampled 
 log-probs are of the distribution that sampled: ``log_softmax(logits / T)`` at the request's
 temperature T (`SamplingParams.logprob_temperature`), the quantity the trainer recomputes.
 Engines:
-`HFEngine` (transformers ``generate`` on the live policy, CPU), `VLLMEngine` (in-process
+`HFEngine` (its own KV-cached decoding loop on the live policy, CPU), `VLLMEngine` (in-process
 ``vllm.LLM``) and `VLLMServerEngine` (``vllm serve`` over HTTP). vLLM is imported lazily, in
 one module, so importing this file costs nothing.
 """
