@@ -309,7 +309,6 @@ class HFEngine:
         position = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, W]
         logits = self._forward(input_ids.to(device), mask, position, cache)  # [B, V]
         position = position[:, -1:] + 1  # [A, 1]: the next token's position
-        active = list(range(len(requests)))
         tokens: list[list[int]] = [[] for _ in requests]
         logprobs: list[list[float]] = [[] for _ in requests]
         reasons: list[FinishReason] = ["length"] * len(requests)
@@ -317,29 +316,23 @@ class HFEngine:
             chosen, lps = rows.choose(logits, step)
             keep = []
             for j, (row, token, lp) in enumerate(
-                zip(active, chosen.tolist(), lps.tolist(), strict=True)
+                zip(rows.active, chosen.tolist(), lps.tolist(), strict=True)
             ):
                 tokens[row].append(token)
                 logprobs[row].append(lp)
-                if rows.errors[row] is not None:
-                    reasons[row] = "abort"
-                elif token in rows.stops[row]:
+                if token in rows.stops[row]:
                     reasons[row] = "stop"
-                elif len(tokens[row]) < rows.max_tokens[row]:
+                elif rows.errors[row] is None and len(tokens[row]) < rows.max_tokens[row]:
                     keep.append(j)
             if not keep:
                 break
-            if len(keep) < len(active):  # finished rows leave the batch and the cache
+            if len(keep) < len(rows.active):  # finished rows leave the batch and the cache
                 index = torch.tensor(keep)
-                cache.batch_select_indices(index.to(device))
-                mask, position, chosen = (
-                    mask[index.to(device)],
-                    position[index.to(device)],
-                    chosen[index],
-                )
-                active = [active[j] for j in keep]
-                rows.select(active)
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+                on_device = index.to(device)
+                cache.batch_select_indices(on_device)
+                mask, position, chosen = mask[on_device], position[on_device], chosen[index]
+                rows.select([rows.active[j] for j in keep])
+            mask = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1)
             logits = self._forward(chosen[:, None].to(device), mask, position, cache)
             position = position + 1
         results = []

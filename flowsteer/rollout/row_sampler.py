@@ -86,25 +86,18 @@ class RowSampler:
             [int(s) if s is not None else int(torch.randint(0, 2**62, ()).item()) for s in seeds],
             dtype=torch.long,
         )
-        self._split_rows()
-
-    def _split_rows(self) -> None:
-        """Which rows draw plainly and which under top-k/top-p (greedy rows: neither)."""
         truncated = ((self.top_k > 0) | (self.top_p < 1.0)) & ~self.greedy
         self.truncated_rows = truncated.nonzero().flatten().tolist()
         self.plain_rows = (~truncated & ~self.greedy).nonzero().flatten().tolist()
 
     def select(self, rows: Tensor) -> RowSampler:
         """The sampler of a subset of the rows (``rows``: ``[R]`` indices), seeds kept."""
-        sub = object.__new__(RowSampler)
-        sub.temperature, sub.top_k, sub.top_p = (
-            self.temperature[rows],
-            self.top_k[rows],
-            self.top_p[rows],
+        return RowSampler(
+            self.temperature[rows].tolist(),
+            self.top_k[rows].tolist(),
+            self.top_p[rows].tolist(),
+            self.seeds[rows].tolist(),
         )
-        sub.greedy, sub.seeds = self.greedy[rows], self.seeds[rows]
-        sub._split_rows()
-        return sub
 
     def tempered(self, logits: Tensor) -> Tensor:
         """``[B, V]`` logits divided by each row's temperature (greedy rows: 1)."""
